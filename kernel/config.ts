@@ -1,0 +1,140 @@
+/**
+ * Configuration comes from the environment only. Every variable is declared once here (or in a
+ * plugin's manifest) with its default and one sentence of meaning; `.env.example` lists them all
+ * and a test keeps it in step. A bad value stops start-up with a message that names the variable.
+ */
+
+export interface Setting<T> {
+  /** One sentence: what the variable means. */
+  doc: string
+  /** The default, as the text one would write in the environment; undefined = unset. */
+  default?: string
+  parse: (raw: string) => T
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const fail = (why: string): never => {
+  throw new Error(why)
+}
+
+export const setting = {
+  string: (doc: string, def?: string): Setting<string> => ({ doc, default: def, parse: (raw) => raw }),
+  optional: (doc: string): Setting<string | undefined> => ({ doc, parse: (raw) => raw || undefined }),
+  int: (doc: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): Setting<number> => ({
+    doc,
+    default: String(def),
+    parse: (raw) => {
+      const n = Number(raw)
+      if (!/^-?\d+$/.test(raw.trim()) || n < min || n > max) fail(`must be an integer from ${min} to ${max}`)
+      return n
+    },
+  }),
+  bool: (doc: string, def: boolean): Setting<boolean> => ({
+    doc,
+    default: String(def),
+    parse: (raw) => {
+      if (/^(1|true|yes|on)$/i.test(raw)) return true
+      if (/^(0|false|no|off)$/i.test(raw)) return false
+      return fail('must be true or false')
+    },
+  }),
+  oneOf: <const T extends string>(doc: string, values: readonly T[], def: T): Setting<T> => ({
+    doc,
+    default: def,
+    parse: (raw) => (values.includes(raw as T) ? (raw as T) : fail(`must be one of ${values.join(', ')}`)),
+  }),
+  list: (doc: string, def?: string): Setting<string[]> => ({
+    doc,
+    default: def,
+    parse: (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean),
+  }),
+  url: (doc: string, protocols: string[], def?: string): Setting<string | undefined> => ({
+    doc,
+    default: def,
+    parse: (raw) => {
+      if (!raw) return undefined
+      let url: URL
+      try {
+        url = new URL(raw)
+      } catch {
+        return fail(`must be a URL (${protocols.join(' or ')})`)
+      }
+      if (!protocols.includes(url.protocol)) fail(`must start with ${protocols.join(' or ')}`)
+      return raw
+    },
+  }),
+}
+
+export type Spec = Record<string, Setting<unknown>>
+export type Values<S extends Spec> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never }
+
+/** Reads every variable of `spec` from `env`, collecting all problems before failing. */
+export function readSettings<S extends Spec>(spec: S, env: Record<string, string | undefined>): Values<S> {
+  const out: Record<string, unknown> = {}
+  const problems: string[] = []
+  for (const [name, s] of Object.entries(spec)) {
+    const raw = env[name] ?? s.default
+    if (raw === undefined || raw === '') {
+      out[name] = s.default === undefined ? undefined : s.parse(s.default)
+      continue
+    }
+    try {
+      out[name] = s.parse(raw)
+    } catch (e) {
+      problems.push(`${name} ${(e as Error).message} (got ${JSON.stringify(raw)})`)
+    }
+  }
+  if (problems.length) throw new ConfigError(problems)
+  return out as Values<S>
+}
+
+export const DEV_JWT_SECRET = 'tessera-development-secret-change-me-0000'
+
+export const kernelSettings = {
+  NODE_ENV: setting.oneOf('development, test or production; production refuses unsafe defaults', ['development', 'test', 'production'], 'development'),
+  PORT: setting.int('HTTP + Socket.IO port (0 = pick a free one)', 3000, 0, 65535),
+  HOST: setting.string('interface to listen on', '0.0.0.0'),
+  DATABASE_URL: {
+    doc: 'sqlite:<path>, sqlite::memory: or postgres://… (add ?schema=<name> to use a PostgreSQL schema)',
+    default: 'sqlite:./data/tessera.db',
+    parse: (raw: string) =>
+      /^sqlite:.+/.test(raw) || /^postgres(ql)?:\/\/.+/.test(raw) ? raw : fail('must be sqlite:<path>, sqlite::memory: or postgres://…'),
+  } as Setting<string>,
+  REDIS_URL: setting.url('Redis for cache, rate limits, registry and cross-process events; unset = in-memory', ['redis:', 'rediss:']),
+  REDIS_PREFIX: setting.string('prefix of every Redis key this deployment writes', 'tessera:'),
+  MQTT_URL: setting.url('external MQTT broker; unset = embedded broker', ['mqtt:', 'mqtts:', 'ws:', 'wss:']),
+  MQTT_PORT: setting.int('port of the embedded MQTT broker (0 = pick a free one and log it)', 1883, 0, 65535),
+  JWT_SECRET: setting.string('HMAC secret of access tokens; production refuses the default', DEV_JWT_SECRET),
+  PLUGINS: setting.list('comma-separated plugins to host; unset = every plugin; `gateway` is the gateway role'),
+  PLUGINS_DIR: setting.string('folder holding one sub-folder per plugin', 'plugins'),
+  LOG_LEVEL: setting.oneOf('pino log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+  RATE_LIMIT_IP_PER_MIN: setting.int('requests per minute per client IP', 1200, 1),
+  RATE_LIMIT_USER_PER_MIN: setting.int('requests per minute per signed-in user', 600, 1),
+  TRUST_PROXY: setting.bool('take the client IP from X-Forwarded-For (only behind a trusted proxy)', false),
+  CORS_ORIGINS: setting.list('allowed CORS origins, comma-separated; * = any', '*'),
+  BODY_LIMIT_BYTES: setting.int('largest accepted request body', 1_048_576, 1),
+  IDEMPOTENCY_TTL_SECONDS: setting.int('how long an Idempotency-Key is remembered', 86_400, 1),
+  SHUTDOWN_TIMEOUT_MS: setting.int('longest wait for in-flight work on SIGTERM before closing anyway', 8_000, 0),
+  EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
+  EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
+  EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),
+} satisfies Spec
+
+export type KernelConfig = Values<typeof kernelSettings>
+
+export function loadKernelConfig(env: Record<string, string | undefined>): KernelConfig {
+  const config = readSettings(kernelSettings, env)
+  const problems: string[] = []
+  if (config.NODE_ENV === 'production' && config.JWT_SECRET === DEV_JWT_SECRET)
+    problems.push('JWT_SECRET must be set to a secret of your own when NODE_ENV=production')
+  if (config.NODE_ENV === 'production' && config.JWT_SECRET.length < 32)
+    problems.push('JWT_SECRET must be at least 32 characters when NODE_ENV=production')
+  if (problems.length) throw new ConfigError(problems)
+  return config
+}

@@ -1,0 +1,10 @@
+import type { Database } from './port'
+import { openPostgres } from './postgres'
+import { openSqlite } from './sqlite'
+
+export function openDatabase(url: string): Database {
+  return url.startsWith('sqlite:') ? openSqlite(url) : openPostgres(url)
+}
+
+export type { Database, Db, Reader } from './port'
+export { table, materialize, type Dialect, type Schema, type Tables } from './schema'

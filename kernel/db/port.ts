@@ -1,0 +1,24 @@
+/**
+ * The database port. Reads go through `read`; every write goes through `transaction`, which is
+ * atomic on both dialects (a throw anywhere inside, even after an await, rolls everything back).
+ * A transaction opened inside another one joins it.
+ */
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import type { Dialect } from './schema'
+
+/** A drizzle database, typed as PostgreSQL; at run time it may be bun:sqlite (see schema.ts). */
+export type Db = PgDatabase<PgQueryResultHKT, Record<string, never>>
+/** What may be done outside a transaction: reading. */
+export type Reader = Pick<Db, 'select' | 'selectDistinct' | '$count' | '$with' | 'with'>
+
+export interface Database {
+  readonly dialect: Dialect
+  readonly read: Reader
+  transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>
+  /** Runs `fn` once the surrounding transaction has committed; at once when there is none. */
+  afterCommit(fn: () => void): void
+  /** Applies the drizzle-kit migrations in `folder`, recording them in `table`. */
+  migrate(folder: string, table: string): Promise<void>
+  ping(): Promise<void>
+  close(): Promise<void>
+}

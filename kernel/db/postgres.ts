@@ -1,0 +1,60 @@
+/**
+ * PostgreSQL adapter (postgres.js). `?schema=<name>` in DATABASE_URL confines the deployment to
+ * one schema (created if missing); tests use it to run side by side in one database.
+ */
+import postgres from 'postgres'
+import { sql } from 'drizzle-orm'
+import { drizzle } from 'drizzle-orm/postgres-js'
+import { migrate } from 'drizzle-orm/postgres-js/migrator'
+import type { Database, Db } from './port'
+import { runHooks, TransactionScope } from './transaction-scope'
+
+export function openPostgres(url: string, options: { max?: number } = {}): Database {
+  const parsed = new URL(url)
+  const schema = parsed.searchParams.get('schema') ?? 'public'
+  parsed.searchParams.delete('schema')
+  if (!/^[a-z_][a-z0-9_]*$/i.test(schema)) throw new Error(`DATABASE_URL schema must be an identifier (got ${schema})`)
+
+  const client = postgres(parsed.toString(), {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connection: { search_path: schema },
+    connect_timeout: 5,
+  })
+  const db = drizzle({ client }) as unknown as Db
+  const scope = new TransactionScope()
+  let schemaReady: Promise<unknown> | undefined
+  const ensureSchema = () => (schemaReady ??= client.unsafe(`create schema if not exists "${schema}"`))
+
+  return {
+    dialect: 'postgres',
+    read: db,
+    async transaction(fn) {
+      const joined = scope.current()
+      if (joined) return fn(joined.tx)
+      const hooks: (() => void)[] = []
+      const result = await db.transaction((tx) => scope.within(tx as unknown as Db, hooks, fn))
+      runHooks(hooks)
+      return result
+    },
+    afterCommit: (fn) => scope.afterCommit(fn),
+    async migrate(folder, table) {
+      await ensureSchema()
+      // One process migrates at a time; the others wait, then find nothing left to do.
+      const conn = await client.reserve()
+      try {
+        await conn`select pg_advisory_lock(hashtext(${'tessera-migrate:' + schema}))`
+        await migrate(db as never, { migrationsFolder: folder, migrationsTable: table, migrationsSchema: schema })
+      } finally {
+        await conn`select pg_advisory_unlock(hashtext(${'tessera-migrate:' + schema}))`.catch(() => {})
+        conn.release()
+      }
+    },
+    async ping() {
+      await db.execute(sql`select 1`)
+    },
+    async close() {
+      await client.end({ timeout: 5 })
+    },
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * SQLite adapter (bun:sqlite). drizzle's bun:sqlite transactions commit at the first await
+ * (drizzle-orm #1472, #2275), and one connection serves every request, so this adapter runs its own
+ * BEGIN IMMEDIATE … COMMIT while holding an async lock: transactions never interleave, and a write
+ * from another request cannot land inside someone else's transaction. Reads use a second, read-only
+ * connection (WAL), so they never see uncommitted writes.
+ */
+import { Database as Sqlite } from 'bun:sqlite'
+import { mkdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { drizzle } from 'drizzle-orm/bun-sqlite'
+import { migrate } from 'drizzle-orm/bun-sqlite/migrator'
+import type { Database, Db, Reader } from './port'
+import { runHooks, TransactionScope } from './transaction-scope'
+
+/** A FIFO async lock. */
+class Lock {
+  private tail: Promise<void> = Promise.resolve()
+
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.tail
+    let release!: () => void
+    this.tail = new Promise<void>((r) => (release = r))
+    await previous
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+}
+
+export function openSqlite(url: string): Database {
+  const target = url.slice('sqlite:'.length)
+  // `sqlite::memory:` is an ephemeral file, because an in-memory database cannot be shared by the two connections.
+  const ephemeral = target === ':memory:'
+  const path = ephemeral ? join(tmpdir(), `tessera-${Bun.randomUUIDv7()}.db`) : target
+  mkdirSync(dirname(path), { recursive: true })
+
+  const writer = new Sqlite(path, { create: true, readwrite: true, strict: true })
+  writer.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;')
+  const reader = new Sqlite(path, { readonly: true, strict: true })
+  reader.exec('PRAGMA busy_timeout = 5000;')
+
+  const writeDb = drizzle({ client: writer }) as unknown as Db
+  const readDb = drizzle({ client: reader }) as unknown as Reader
+  const lock = new Lock()
+  const scope = new TransactionScope()
+
+  return {
+    dialect: 'sqlite',
+    read: readDb,
+    transaction(fn) {
+      const joined = scope.current()
+      if (joined) return fn(joined.tx)
+      return lock.hold(async () => {
+        const hooks: (() => void)[] = []
+        writer.run('BEGIN IMMEDIATE')
+        try {
+          const result = await scope.within(writeDb, hooks, fn)
+          writer.run('COMMIT')
+          runHooks(hooks)
+          return result
+        } catch (error) {
+          if (writer.inTransaction) writer.run('ROLLBACK')
+          throw error
+        }
+      })
+    },
+    afterCommit: (fn) => scope.afterCommit(fn),
+    async migrate(folder, table) {
+      await lock.hold(async () => migrate(writeDb as never, { migrationsFolder: folder, migrationsTable: table }))
+    },
+    async ping() {
+      reader.query('select 1').get()
+    },
+    async close() {
+      await lock.hold(async () => {
+        reader.close()
+        writer.close()
+      })
+      if (ephemeral) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true })
+    },
+  }
+}
+

@@ -1,0 +1,145 @@
+/**
+ * Wraps every consumer so that delivery is safe to repeat: the handler runs in a transaction
+ * together with its processed-event record (a duplicate finds the record and does nothing), a
+ * failure is retried with exponential backoff, and after the last attempt the event is parked in
+ * the dead-letter table, from where an admin can replay it.
+ */
+import { and, desc, eq, lt } from 'drizzle-orm'
+import type { Logger } from 'pino'
+import type { Database, Db } from '../db'
+import { materialize } from '../db/schema'
+import type { Deliver, EventEnvelope } from './port'
+import { eventTables } from './schema'
+
+export type EventHandler<T = unknown> = (event: EventEnvelope<T>, tx: Db) => Promise<void>
+
+export interface RetryPolicy {
+  maxAttempts: number
+  baseDelayMs: number
+}
+
+export type DeadLetter = typeof eventTables.deadLetters extends { materialize(d: never): infer T }
+  ? T extends { $inferSelect: infer R }
+    ? R
+    : never
+  : never
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export class Delivery {
+  private readonly t
+  private readonly handlers = new Map<string, EventHandler>()
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: Logger,
+    private readonly policy: RetryPolicy,
+    private readonly onOutcome: (consumer: string, outcome: 'handled' | 'duplicate' | 'retried' | 'dead_lettered') => void = () => {},
+  ) {
+    this.t = materialize(eventTables, db.dialect)
+  }
+
+  /** The bus-facing delivery function of `consumer`. */
+  wrap(consumer: string, handler: EventHandler): Deliver {
+    this.handlers.set(consumer, handler)
+    return async (event) => void (await this.deliver(consumer, handler, event))
+  }
+
+  /** Tries the handler up to maxAttempts times; returns true when handled, false when dead-lettered. */
+  private async deliver(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
+    let lastError: unknown
+    for (let attempt = 1; attempt <= this.policy.maxAttempts; attempt++) {
+      try {
+        const fresh = await this.handleOnce(consumer, handler, event)
+        this.onOutcome(consumer, fresh ? 'handled' : 'duplicate')
+        return true
+      } catch (error) {
+        lastError = error
+        this.log.warn({ err: error, consumer, eventId: event.id, type: event.type, attempt }, 'event handler failed')
+        if (attempt < this.policy.maxAttempts) {
+          this.onOutcome(consumer, 'retried')
+          await sleep(this.policy.baseDelayMs * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5))
+        }
+      }
+    }
+    await this.park(consumer, event, lastError)
+    this.onOutcome(consumer, 'dead_lettered')
+    return false
+  }
+
+  /** Runs the handler once, atomically with its processed-event record; false when already done. */
+  private handleOnce(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
+    const { processed } = this.t
+    return this.db.transaction(async (tx) => {
+      const claimed = await tx
+        .insert(processed)
+        .values({ consumer, eventId: event.id, processedAt: new Date() })
+        .onConflictDoNothing()
+        .returning({ eventId: processed.eventId })
+      if (claimed.length === 0) return false
+      await handler(event, tx)
+      return true
+    })
+  }
+
+  private async park(consumer: string, event: EventEnvelope, error: unknown) {
+    const { deadLetters } = this.t
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    const failure = { error: message.slice(0, 4000), attempts: this.policy.maxAttempts, failedAt: new Date(), replayedAt: null }
+    await this.db.transaction((tx) =>
+      tx
+        .insert(deadLetters)
+        .values({
+          id: Bun.randomUUIDv7(),
+          consumer,
+          eventId: event.id,
+          type: event.type,
+          source: event.source,
+          payload: event.payload,
+          headers: event.headers,
+          occurredAt: new Date(event.occurredAt),
+          ...failure,
+        })
+        .onConflictDoUpdate({ target: [deadLetters.consumer, deadLetters.eventId], set: failure }),
+    )
+    this.log.error({ consumer, eventId: event.id, type: event.type }, 'event dead-lettered')
+  }
+
+  /** Newest first; `before` is the id of the last row of the previous page. */
+  async deadLetters(limit: number, before?: string) {
+    const { deadLetters } = this.t
+    return this.db.read
+      .select()
+      .from(deadLetters)
+      .where(before ? lt(deadLetters.id, before) : undefined)
+      .orderBy(desc(deadLetters.id))
+      .limit(limit)
+  }
+
+  async deadLetter(id: string) {
+    const { deadLetters } = this.t
+    const [row] = await this.db.read.select().from(deadLetters).where(eq(deadLetters.id, id))
+    return row
+  }
+
+  /** Delivers a dead letter again (with the full retry policy). */
+  async replay(row: DeadLetter): Promise<'handled' | 'dead_lettered' | 'not_hosted'> {
+    const handler = this.handlers.get(row.consumer)
+    if (!handler) return 'not_hosted'
+    const event: EventEnvelope = {
+      id: row.eventId,
+      type: row.type,
+      source: row.source,
+      payload: row.payload,
+      headers: row.headers,
+      occurredAt: row.occurredAt.toISOString(),
+    }
+    const handled = await this.deliver(row.consumer, handler, event)
+    if (!handled) return 'dead_lettered'
+    const { deadLetters } = this.t
+    await this.db.transaction((tx) =>
+      tx.update(deadLetters).set({ replayedAt: new Date() }).where(and(eq(deadLetters.consumer, row.consumer), eq(deadLetters.eventId, row.eventId))),
+    )
+    return 'handled'
+  }
+}

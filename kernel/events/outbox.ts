@@ -1,0 +1,130 @@
+/**
+ * Transactional outbox and its relay. `record` writes the event in the caller's transaction (or
+ * its own); after commit the relay is nudged, and it also sweeps on an interval for rows it was not
+ * told about (written before a crash, or by another process). A row is claimed with a lease, handed
+ * to the bus, and marked published only when the bus has accepted it.
+ */
+import { and, asc, inArray, isNull, lt, or } from 'drizzle-orm'
+import type { Logger } from 'pino'
+import type { Database } from '../db'
+import { materialize } from '../db/schema'
+import type { EventBus, EventEnvelope } from './port'
+import { eventTables } from './schema'
+
+const LEASE_MS = 5 * 60_000
+const BATCH = 100
+
+export class Outbox {
+  private readonly t
+  private timer: ReturnType<typeof setInterval> | undefined
+  private sweeping: Promise<void> | undefined
+  private again = false
+  private readonly inFlight = new Set<Promise<void>>()
+  private stopped = true
+
+  constructor(
+    private readonly db: Database,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {
+    this.t = materialize(eventTables, db.dialect)
+  }
+
+  /** Writes `event` to the outbox inside the current transaction, or in one of its own. */
+  async record(event: EventEnvelope): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.insert(this.t.outbox).values({
+        id: event.id,
+        type: event.type,
+        source: event.source,
+        payload: event.payload,
+        headers: event.headers,
+        occurredAt: new Date(event.occurredAt),
+      })
+      this.db.afterCommit(() => this.nudge())
+    })
+  }
+
+  start() {
+    this.stopped = false
+    this.timer = setInterval(() => this.nudge(), this.intervalMs)
+    this.nudge()
+  }
+
+  /** Stops claiming rows and waits for the events in flight to settle. */
+  async stop() {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.sweeping
+    await Promise.allSettled([...this.inFlight])
+  }
+
+  /** Asks for a sweep; sweeps never overlap, and a nudge during one causes another. */
+  nudge() {
+    if (this.stopped) return
+    if (this.sweeping) {
+      this.again = true
+      return
+    }
+    this.sweeping = this.sweep()
+      .catch((error) => this.log.error({ err: error }, 'outbox sweep failed'))
+      .finally(() => {
+        this.sweeping = undefined
+        if (this.again) {
+          this.again = false
+          this.nudge()
+        }
+      })
+  }
+
+  private async sweep() {
+    for (;;) {
+      const rows = await this.claim()
+      for (const row of rows) this.track(this.relay(row))
+      if (rows.length < BATCH || this.stopped) return
+    }
+  }
+
+  private track(p: Promise<void>) {
+    this.inFlight.add(p)
+    p.finally(() => this.inFlight.delete(p))
+  }
+
+  private async claim() {
+    const { outbox } = this.t
+    const now = new Date()
+    const claimable = and(isNull(outbox.publishedAt), or(isNull(outbox.leaseUntil), lt(outbox.leaseUntil, now)))
+    return this.db.transaction(async (tx) => {
+      const ids = await tx.select({ id: outbox.id }).from(outbox).where(claimable).orderBy(asc(outbox.id)).limit(BATCH)
+      if (ids.length === 0) return []
+      // The repeated condition makes a concurrent relay's claim of the same rows a no-op.
+      return tx
+        .update(outbox)
+        .set({ leaseUntil: new Date(now.getTime() + LEASE_MS) })
+        .where(and(inArray(outbox.id, ids.map((r) => r.id)), claimable))
+        .returning()
+    })
+  }
+
+  private async relay(row: typeof this.t.outbox.$inferSelect) {
+    const { outbox } = this.t
+    const event: EventEnvelope = {
+      id: row.id,
+      type: row.type,
+      source: row.source,
+      payload: row.payload,
+      headers: row.headers,
+      occurredAt: row.occurredAt.toISOString(),
+    }
+    try {
+      await this.bus.publish(event)
+      await this.db.transaction((tx) => tx.update(outbox).set({ publishedAt: new Date(), leaseUntil: null }).where(inArray(outbox.id, [row.id])))
+    } catch (error) {
+      this.log.warn({ err: error, eventId: row.id, type: row.type }, 'event not handed to the bus; will retry')
+      await this.db
+        .transaction((tx) => tx.update(outbox).set({ leaseUntil: new Date(Date.now() + this.intervalMs) }).where(inArray(outbox.id, [row.id])))
+        .catch(() => {})
+    }
+  }
+}

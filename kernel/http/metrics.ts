@@ -1,0 +1,48 @@
+/**
+ * Prometheus metrics: one registry per kernel, HTTP counts and latency by route template and
+ * status, and a small API so plugins register their own (names get the plugin as prefix).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly requests: Counter<'method' | 'route' | 'status'>
+  readonly latency: Histogram<'method' | 'route' | 'status'>
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' })
+    this.requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    })
+    this.latency = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request latency, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    })
+  }
+
+  observe(method: string, route: string, status: number, seconds: number) {
+    const labels = { method, route, status: String(status) }
+    this.requests.inc(labels)
+    this.latency.observe(labels, seconds)
+  }
+
+  /** The metric factory handed to a plugin: every name is prefixed with the plugin's. */
+  forPlugin(plugin: string) {
+    const name = (n: string) => `${plugin}_${n}`.replace(/[^a-zA-Z0-9_]/g, '_')
+    const registers = [this.registry]
+    return {
+      counter: <L extends string>(n: string, help: string, labelNames: L[] = []) => new Counter<L>({ name: name(n), help, labelNames, registers }),
+      gauge: <L extends string>(n: string, help: string, labelNames: L[] = []) => new Gauge<L>({ name: name(n), help, labelNames, registers }),
+      histogram: <L extends string>(n: string, help: string, labelNames: L[] = [], buckets?: number[]) =>
+        new Histogram<L>({ name: name(n), help, labelNames, buckets, registers }),
+    }
+  }
+}
+
+export type PluginMetrics = ReturnType<Metrics['forPlugin']>

@@ -1,0 +1,256 @@
+/**
+ * The kernel: reads configuration, discovers plugins, gives each one the same ports, and runs the
+ * lifecycle. `start` and `stop` read top to bottom as the list of steps they are.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Server } from 'bun'
+import type { AnyElysia } from 'elysia'
+import { type Cache, openCache, type RateLimiter } from './cache'
+import { callerFor } from './calls'
+import { LocalTransport } from './calls/local'
+import { ConfigError, type KernelConfig, loadKernelConfig, readSettings } from './config'
+import { type Database, materialize, openDatabase } from './db'
+import { type Discovered, discover, select } from './discovery'
+import { Delivery } from './events/delivery'
+import { inProcessBus } from './events/in-process'
+import { Outbox } from './events/outbox'
+import type { EventBus } from './events/port'
+import { deadLetterRoutes } from './events/routes'
+import { type App, createApp, type Readiness } from './http/app'
+import { Identity } from './http/identity'
+import { Metrics } from './http/metrics'
+import { pluginRouter, routerBase } from './http/router'
+import { createLogger, type Logger } from './log'
+import type { AnyPlugin, HealthReport, PluginContext } from './plugin'
+
+const VERSION: string = JSON.parse(readFileSync(join(import.meta.dir, '..', 'package.json'), 'utf8')).version
+const KERNEL_MIGRATIONS = join(import.meta.dir, 'migrations')
+
+interface Hosted {
+  plugin: AnyPlugin
+  dir: string
+  ctx: PluginContext<any, any>
+  status: HealthReport
+}
+
+export interface KernelOptions {
+  /** Environment to read configuration from (default: process.env). */
+  env?: Record<string, string | undefined>
+}
+
+export class Kernel {
+  private server: Server<unknown> | undefined
+  private started = false
+  private accepting = false
+  private stopping: Promise<void> | undefined
+
+  private constructor(
+    readonly config: KernelConfig,
+    readonly log: Logger,
+    private readonly db: Database,
+    private readonly cache: Cache,
+    private readonly bus: EventBus,
+    private readonly outbox: Outbox,
+    private readonly app: App,
+    private readonly hosted: Hosted[],
+  ) {}
+
+  get port(): number {
+    return this.server?.port ?? 0
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get plugins(): string[] {
+    return this.hosted.map((h) => h.plugin.name)
+  }
+
+  static async start(options: KernelOptions = {}): Promise<Kernel> {
+    const env = options.env ?? process.env
+    // 1. Configuration: the kernel's, then every selected plugin's, all problems at once.
+    const config = loadKernelConfig(env)
+    const log = createLogger(config.LOG_LEVEL)
+    const selected = select(await discover(config.PLUGINS_DIR), config.PLUGINS)
+    const pluginConfigs = readPluginSettings(selected, env)
+
+    // 2. Ports, with the adapters the configuration picks.
+    const db = openDatabase(config.DATABASE_URL)
+    const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX)
+    const metrics = new Metrics()
+    const identity = new Identity(config.JWT_SECRET, cache)
+    const bus = inProcessBus()
+    const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
+    const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
+    const delivery = new Delivery(
+      db,
+      log.child({ component: 'events' }),
+      { maxAttempts: config.EVENT_MAX_ATTEMPTS, baseDelayMs: config.EVENT_RETRY_BASE_MS },
+      (consumer, outcome) => handled.inc({ consumer, outcome }),
+    )
+    const local = new LocalTransport()
+    const limiter = (name: string, perMinute: number): RateLimiter => cache.limiter(name, { points: perMinute, durationSeconds: 60 })
+    const base = routerBase({
+      identity,
+      cache,
+      userLimiter: limiter('user', config.RATE_LIMIT_USER_PER_MIN),
+      idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+    })
+
+    // 3. The HTTP app; plugins add their routers during setup.
+    const hosted: Hosted[] = []
+    let kernel: Kernel | undefined
+    const app = createApp({
+      config,
+      log,
+      metrics,
+      ipLimiter: limiter('ip', config.RATE_LIMIT_IP_PER_MIN),
+      accepting: () => kernel?.accepting ?? false,
+      readiness: () => kernel?.readiness() ?? Promise.resolve({ started: false, accepting: false, plugins: {} }),
+      tags: selected.map((d) => ({ name: d.plugin.name, description: d.plugin.description ?? d.plugin.name })).concat({
+        name: 'events',
+        description: 'dead letters of event handlers (admin)',
+      }),
+      version: VERSION,
+    })
+    const routers: AnyElysia[] = [deadLetterRoutes(base, delivery)]
+
+    // 4. Setup: each plugin registers what it offers; no I/O yet.
+    for (const { plugin, dir } of selected) {
+      const name = plugin.name
+      const ctx: PluginContext<any, any> = {
+        name,
+        config: pluginConfigs.get(name) as never,
+        nodeEnv: config.NODE_ENV,
+        log: log.child({ plugin: name }),
+        db,
+        tables: plugin.schema ? materialize(plugin.schema, db.dialect) : {},
+        cache,
+        metrics: metrics.forPlugin(name),
+        identity,
+        events: {
+          publish: (type, payload) =>
+            outbox.record({ id: Bun.randomUUIDv7(), type, source: name, payload, occurredAt: new Date().toISOString(), headers: {} }),
+          on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
+        },
+        call: callerFor(name, [local]),
+        provide: (action, handler) => {
+          if (!action.startsWith(`${name}.`)) throw new Error(`plugin ${name} may only provide actions named ${name}.*, not ${action}`)
+          local.register(action, handler as never)
+        },
+        router: () => pluginRouter(base, name),
+        mount: (router) => void routers.push(router),
+      }
+      await plugin.setup(ctx)
+      hosted.push({ plugin, dir, ctx, status: { status: 'down', detail: 'starting' } })
+    }
+    for (const router of routers) app.use(router)
+
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted)
+    try {
+      // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
+      kernel.listen()
+      // 6. Migrate: the kernel's tables, then each plugin's, for the active dialect.
+      await db.migrate(join(KERNEL_MIGRATIONS, db.dialect), '__migrations_kernel')
+      for (const h of hosted) {
+        const folder = join(h.dir, 'migrations', db.dialect)
+        if (existsSync(folder)) await db.migrate(folder, `__migrations_${h.plugin.name.replace(/-/g, '_')}`)
+      }
+      // 7. Start plugins in dependency order, then the event flow.
+      for (const h of hosted) {
+        await h.plugin.start?.(h.ctx)
+        h.status = { status: 'up' }
+      }
+      await bus.start()
+      outbox.start()
+      // 8. Ready.
+      kernel.started = true
+      kernel.accepting = true
+      log.info({ port: kernel.port, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
+      return kernel
+    } catch (error) {
+      await kernel.stop().catch(() => {})
+      throw error
+    }
+  }
+
+  private listen() {
+    this.app.listen({
+      port: this.config.PORT,
+      hostname: this.config.HOST,
+      // The app enforces BODY_LIMIT_BYTES with the error envelope; this is only the transport's backstop.
+      maxRequestBodySize: Math.max(this.config.BODY_LIMIT_BYTES * 4, 16 * 1024 * 1024),
+      // Above the Socket.IO ping interval, so idle realtime connections are not cut.
+      idleTimeout: 60,
+    })
+    this.server = this.app.server ?? undefined
+  }
+
+  async readiness(): Promise<Readiness> {
+    const plugins: Readiness['plugins'] = {}
+    await Promise.all([
+      this.db.ping().then(
+        () => (plugins.database = { status: 'up' }),
+        (e) => (plugins.database = { status: 'down', detail: String(e?.message ?? e) }),
+      ),
+      this.cache.ping().then(
+        () => (plugins.cache = { status: 'up' }),
+        (e) => (plugins.cache = { status: 'down', detail: String(e?.message ?? e) }),
+      ),
+      ...this.hosted.map(async (h) => {
+        if (h.status.status !== 'up' || !h.plugin.health) return void (plugins[h.plugin.name] = h.status)
+        plugins[h.plugin.name] = await h.plugin.health(h.ctx).catch((e) => ({ status: 'down' as const, detail: String(e?.message ?? e) }))
+      }),
+    ])
+    return { started: this.started, accepting: this.accepting, plugins }
+  }
+
+  /**
+   * Graceful stop: not ready → stop accepting → drain in-flight requests → stop the event flow →
+   * stop plugins in reverse order → close connections. Safe to call more than once.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown()
+    return this.stopping
+  }
+
+  private async shutdown() {
+    this.accepting = false
+    const t0 = Date.now()
+    if (this.server) {
+      const server = this.server
+      const drained = server.stop(false)
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), this.config.SHUTDOWN_TIMEOUT_MS).unref())
+      if ((await Promise.race([drained, timeout])) === 'timeout') {
+        this.log.warn({ pending: server.pendingRequests }, 'in-flight requests did not finish in time; closing them')
+        await server.stop(true)
+      }
+    }
+    await this.outbox.stop()
+    await this.bus.stop()
+    for (const h of [...this.hosted].reverse()) {
+      h.status = { status: 'down', detail: 'stopped' }
+      await h.plugin.stop?.(h.ctx).catch((error) => this.log.error({ err: error, plugin: h.plugin.name }, 'plugin did not stop cleanly'))
+    }
+    await this.cache.close().catch(() => {})
+    await this.db.close().catch(() => {})
+    this.log.info({ ms: Date.now() - t0 }, 'tessera stopped')
+  }
+}
+
+function readPluginSettings(selected: Discovered[], env: Record<string, string | undefined>) {
+  const configs = new Map<string, unknown>()
+  const problems: string[] = []
+  for (const { plugin } of selected) {
+    try {
+      configs.set(plugin.name, readSettings(plugin.settings ?? {}, env))
+    } catch (e) {
+      if (e instanceof ConfigError) problems.push(...e.problems)
+      else throw e
+    }
+  }
+  if (problems.length) throw new ConfigError(problems)
+  return configs
+}

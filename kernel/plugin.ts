@@ -1,0 +1,72 @@
+/**
+ * The plugin contract. A plugin is data first: a name, a version, what it depends on, the settings
+ * it reads and the tables it owns; then `setup`, which registers what it offers (routes, actions,
+ * event handlers) without doing I/O, and optional `start`/`stop`/`health`, which do the I/O.
+ */
+import type { AnyElysia } from 'elysia'
+import type { ActionInput, ActionName, ActionOutput, EventPayload, EventType } from '../shared/contracts'
+import type { Cache } from './cache'
+import type { Call } from './calls'
+import type { CallMeta } from './calls/port'
+import type { Spec, Values } from './config'
+import type { Database, Db, Schema, Tables } from './db'
+import type { EventEnvelope } from './events/port'
+import type { Identity } from './http/identity'
+import type { PluginMetrics } from './http/metrics'
+import type { PluginRouter } from './http/router'
+import type { Logger } from './log'
+
+export interface HealthReport {
+  status: 'up' | 'down'
+  detail?: string
+}
+
+export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema> {
+  readonly name: string
+  /** This plugin's own settings, read from the environment and validated at start. */
+  readonly config: Values<S>
+  readonly nodeEnv: 'development' | 'test' | 'production'
+  readonly log: Logger
+  /** The database, and this plugin's tables materialised for its dialect. */
+  readonly db: Database
+  readonly tables: Tables<T>
+  readonly cache: Cache
+  readonly metrics: PluginMetrics
+  /** Token signing, verification and revocation, shared by every process. */
+  readonly identity: Identity
+  readonly events: {
+    /** Records the event in the current transaction (or its own); it is delivered after commit. */
+    publish<E extends EventType>(type: E, payload: EventPayload<E>): Promise<void>
+    /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
+    on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
+  }
+  /** Calls an action of another (or this) plugin, wherever it is hosted. */
+  readonly call: Call
+  /** Offers one of this plugin's actions (named `<plugin>.<action>` in shared/contracts). */
+  provide<N extends ActionName>(name: N, handler: (input: ActionInput<N>, meta: CallMeta) => Promise<ActionOutput<N>>): void
+  /** A router under `/api/v1/<plugin>`, tagged for OpenAPI, that understands `auth` and `creates`. */
+  router(): PluginRouter
+  /** Mounts a router built from `router()`. */
+  mount(router: AnyElysia): void
+}
+
+export interface PluginManifest<S extends Spec = Spec, T extends Schema = Schema> {
+  name: string
+  version: string
+  /** Plugins that must be set up and started before this one. */
+  dependsOn?: string[]
+  description?: string
+  settings?: S
+  /** Tables this plugin owns; their migrations live in `migrations/<dialect>` beside plugin.ts. */
+  schema?: T
+  setup(ctx: PluginContext<S, T>): void | Promise<void>
+  start?(ctx: PluginContext<S, T>): Promise<void>
+  stop?(ctx: PluginContext<S, T>): Promise<void>
+  health?(ctx: PluginContext<S, T>): Promise<HealthReport>
+}
+
+export function definePlugin<S extends Spec = {}, T extends Schema = {}>(manifest: PluginManifest<S, T>): PluginManifest<S, T> {
+  return manifest
+}
+
+export type AnyPlugin = PluginManifest<any, any>

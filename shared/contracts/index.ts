@@ -1,0 +1,21 @@
+/**
+ * Everything plugins may know about each other: the calls they offer and the events they publish.
+ * A plugin imports these types, never another plugin's files.
+ */
+import { authActions, authEvents } from './auth'
+import type { InputOf, OutputOf, PayloadOf } from './define'
+
+export const actions = { ...authActions }
+export const events = { ...authEvents }
+
+export type Actions = typeof actions
+export type ActionName = keyof Actions
+export type ActionInput<N extends ActionName> = InputOf<Actions[N]>
+export type ActionOutput<N extends ActionName> = OutputOf<Actions[N]>
+
+export type Events = typeof events
+export type EventType = keyof Events
+export type EventPayload<E extends EventType> = PayloadOf<Events[E]>
+
+export * from './define'
+export * as auth from './auth'
