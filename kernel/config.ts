@@ -112,7 +112,7 @@ export const kernelSettings = {
   MQTT_PORT: setting.int('port of the embedded MQTT broker (0 = pick a free one and log it)', 1883, 0, 65535),
   JWT_SECRET: setting.string('HMAC secret of access tokens; production refuses the default', DEV_JWT_SECRET),
   PLUGINS: setting.list('comma-separated plugins to host; unset = every plugin; `gateway` is the gateway role'),
-  PLUGINS_DIR: setting.string('folder holding one sub-folder per plugin', 'plugins'),
+  PLUGINS_DIR: setting.list('folders holding one sub-folder per plugin, comma-separated', 'plugins'),
   LOG_LEVEL: setting.oneOf('pino log level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   RATE_LIMIT_IP_PER_MIN: setting.int('requests per minute per client IP', 1200, 1),
   RATE_LIMIT_USER_PER_MIN: setting.int('requests per minute per signed-in user', 600, 1),

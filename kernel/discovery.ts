@@ -17,17 +17,18 @@ export class DiscoveryError extends Error {
 
 export const RESERVED = ['gateway', 'events', 'health', 'metrics', 'swagger']
 
-export async function discover(pluginsDir: string): Promise<Discovered[]> {
-  const root = resolve(pluginsDir)
-  if (!existsSync(root)) throw new DiscoveryError(`PLUGINS_DIR ${pluginsDir} does not exist`)
+export async function discover(pluginsDirs: string[]): Promise<Discovered[]> {
   const found: Discovered[] = []
-  for (const file of [...new Bun.Glob('*/plugin.ts').scanSync({ cwd: root })].sort()) {
-    const dir = join(root, file, '..')
-    const mod = await import(join(root, file))
-    const plugin: AnyPlugin | undefined = mod.default
-    if (!plugin?.name || typeof plugin.setup !== 'function')
-      throw new DiscoveryError(`${join(pluginsDir, file)} must export default definePlugin({ name, version, setup, … })`)
-    found.push({ plugin, dir })
+  for (const pluginsDir of pluginsDirs) {
+    const root = resolve(pluginsDir)
+    if (!existsSync(root)) throw new DiscoveryError(`PLUGINS_DIR ${pluginsDir} does not exist`)
+    for (const file of [...new Bun.Glob('*/plugin.ts').scanSync({ cwd: root })].sort()) {
+      const mod = await import(join(root, file))
+      const plugin: AnyPlugin | undefined = mod.default
+      if (!plugin?.name || typeof plugin.setup !== 'function')
+        throw new DiscoveryError(`${join(pluginsDir, file)} must export default definePlugin({ name, version, setup, … })`)
+      found.push({ plugin, dir: join(root, file, '..') })
+    }
   }
   const byName = new Map<string, Discovered>()
   for (const d of found) {

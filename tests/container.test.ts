@@ -142,13 +142,13 @@ describe('Dockerfile', () => {
       return proc.exited
     }
     try {
-      expect(await probe(server.port)).toBe(0)
+      expect(await probe(server.port!)).toBe(0)
       status = 503
-      expect(await probe(server.port)).not.toBe(0)
+      expect(await probe(server.port!)).not.toBe(0)
     } finally {
       server.stop(true)
     }
-    expect(await probe(server.port)).not.toBe(0)
+    expect(await probe(server.port!)).not.toBe(0)
     expect(seen).toEqual(['/health/live', '/health/live'])
   })
 

@@ -11,7 +11,8 @@ import { materialize } from '../db/schema'
 import type { EventBus, EventEnvelope } from './port'
 import { eventTables } from './schema'
 
-const LEASE_MS = 5 * 60_000
+/** Long enough to deliver a batch; if a relay dies holding rows, another takes them over after this. */
+const LEASE_MS = 30_000
 const BATCH = 100
 
 export class Outbox {
