@@ -12,9 +12,12 @@ const check = process.argv.includes('--check')
 
 const owners = [
   { name: 'kernel', schemaFile: join(root, 'kernel/events/schema.ts'), out: join(root, 'kernel/migrations') },
-  ...readdirSync(join(root, 'plugins'))
-    .filter((p) => existsSync(join(root, 'plugins', p, 'schema.ts')))
-    .map((p) => ({ name: p, schemaFile: join(root, 'plugins', p, 'schema.ts'), out: join(root, 'plugins', p, 'migrations') })),
+  // The fixtures are plugins too: tests run them through the same migrations path.
+  ...['plugins', 'tests/fixtures/plugins'].flatMap((dir) =>
+    readdirSync(join(root, dir))
+      .filter((p) => existsSync(join(root, dir, p, 'schema.ts')))
+      .map((p) => ({ name: p, schemaFile: join(root, dir, p, 'schema.ts'), out: join(root, dir, p, 'migrations') })),
+  ),
 ]
 
 const work = mkdtempSync(join(tmpdir(), 'tessera-migrations-'))
@@ -41,6 +44,7 @@ try {
         console.error(text)
         throw new Error(`drizzle-kit failed for ${owner.name} (${dialect})`)
       }
+      if (!readdirSync(out).some((f) => f.endsWith('.sql'))) throw new Error(`drizzle-kit wrote no SQL for ${owner.name} (${dialect}):\n${text}`)
       const after = readdirSync(out).length
       if (after !== before) {
         stale = true
