@@ -121,6 +121,7 @@ export const kernelSettings = {
   BODY_LIMIT_BYTES: setting.int('largest accepted request body', 1_048_576, 1),
   IDEMPOTENCY_TTL_SECONDS: setting.int('how long an Idempotency-Key is remembered', 86_400, 1),
   SHUTDOWN_TIMEOUT_MS: setting.int('longest wait for in-flight work on SIGTERM before closing anyway', 8_000, 0),
+  EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers', ['in-process'], 'in-process'),
   EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
   EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),

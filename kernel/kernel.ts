@@ -81,7 +81,7 @@ export class Kernel {
     const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX)
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
-    const bus = inProcessBus()
+    const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
     const delivery = new Delivery(

@@ -2,7 +2,7 @@
  * Cursor lists (CONTRACT.md section 2): `?limit=` (default 50, max 200) and `?cursor=`, answered
  * with `{ items, nextCursor }`. A cursor is the opaque, URL-safe form of the last item's sort key.
  */
-import { Type as t, type Static, type TSchema } from '@sinclair/typebox'
+import { t, type Static, type TSchema } from 'elysia'
 import { Invalid } from './errors'
 
 export const ListQuery = t.Object({

@@ -1,0 +1,174 @@
+/**
+ * The event bus contract. Every bus adapter must pass this suite; it runs once per adapter the
+ * kernel has (today: the in-process bus; EVENT_BUS selects others as they are added), on the
+ * active database. Everything is driven through the public surface: HTTP, the dead-letter API,
+ * /metrics, and a real child process killed with SIGKILL.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { inArray } from 'drizzle-orm'
+import { materialize, openDatabase } from '../kernel/db'
+import { eventTables } from '../kernel/events/schema'
+import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
+import { adminToken, baseEnv, client, eventually, isolatedStore, spawnServer, startServer, type TestServer, variant } from './harness'
+
+const CONSUMER = 'ledger:ledger.entry.recorded'
+const busAdapters = ['in-process']
+
+const metric = async (url: string, outcome: string) => {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith('events_handled_total{') && l.includes(`consumer="${CONSUMER}"`) && l.includes(`outcome="${outcome}"`))
+  return line ? Number(line.split(' ').pop()) : 0
+}
+
+for (const bus of busAdapters) {
+  describe(`event bus contract: ${bus} (${variant})`, () => {
+    let server: TestServer
+    let admin: string
+    const api = () => client(server.url)
+    const effects = async () => (await api().get('/api/v1/ledger/effects')).body as { entryId: string; eventId: string }[]
+    const effectsOf = async (entryId: string) => (await effects()).filter((e) => e.entryId === entryId)
+
+    beforeAll(async () => {
+      server = await startServer({ EVENT_BUS: bus, EVENT_MAX_ATTEMPTS: '3', EVENT_RETRY_BASE_MS: '5' })
+      admin = await adminToken(server.url)
+    })
+    afterAll(() => server.stop())
+
+    test('an event committed with its state change is delivered to the handler once', async () => {
+      const { body } = await api().post('/api/v1/ledger/entries', { note: 'delivered' })
+      const handled = await eventually(async () => (await effectsOf(body.id)).length === 1)
+      expect(handled).toBe(true)
+      await Bun.sleep(150)
+      expect(await effectsOf(body.id)).toHaveLength(1)
+    })
+
+    test('a state change that rolls back publishes nothing', async () => {
+      const before = (await effects()).length
+      const r = await api().post('/api/v1/ledger/entries', { note: 'never', failAfterAwait: true })
+      expect(r.status).toBe(409)
+      await Bun.sleep(300)
+      expect((await api().get('/api/v1/ledger/entries')).body.map((e: { note: string }) => e.note)).not.toContain('never')
+      expect((await effects()).length).toBe(before)
+    })
+
+    test('a handler that fails is retried and then succeeds without being dead-lettered', async () => {
+      const retriedBefore = await metric(server.url, 'retried')
+      await api().post('/api/v1/ledger/failures', { count: 2 })
+      const { body } = await api().post('/api/v1/ledger/entries', { note: 'flaky' })
+      expect(await eventually(async () => (await effectsOf(body.id)).length === 1)).toBe(true)
+      expect((await metric(server.url, 'retried')) - retriedBefore).toBe(2)
+      const letters = await api().get('/api/v1/events/dead-letters', admin)
+      expect(letters.body.items.filter((d: { payload: { entryId: string } }) => d.payload.entryId === body.id)).toEqual([])
+    })
+
+    test('a handler that fails every attempt is dead-lettered, then an admin replays it once', async () => {
+      await api().post('/api/v1/ledger/failures', { count: 1000 })
+      const { body } = await api().post('/api/v1/ledger/entries', { note: 'poison' })
+      const letter = await eventually(async () => {
+        const r = await api().get('/api/v1/events/dead-letters', admin)
+        return r.body.items.find((d: { payload: { entryId: string } }) => d.payload.entryId === body.id)
+      })
+      expect(letter).toMatchObject({ consumer: CONSUMER, type: 'ledger.entry.recorded', source: 'ledger', attempts: 3, replayedAt: null })
+      expect(letter.error).toContain('told to fail')
+      expect(await effectsOf(body.id)).toHaveLength(0)
+      expect((await api().get(`/api/v1/events/dead-letters/${letter.id}`, admin)).body.id).toBe(letter.id)
+
+      // Still failing: the replay parks it again and says so.
+      const again = await api().post(`/api/v1/events/dead-letters/${letter.id}/replay`, undefined, admin)
+      expect(again.status).toBe(200)
+      expect(again.body.outcome).toBe('dead_lettered')
+
+      await api().post('/api/v1/ledger/failures', { count: 0 })
+      const replay = await api().post(`/api/v1/events/dead-letters/${letter.id}/replay`, undefined, admin)
+      expect(replay.status).toBe(200)
+      expect(replay.body.outcome).toBe('handled')
+      expect(replay.body.deadLetter.replayedAt).not.toBeNull()
+      expect(await effectsOf(body.id)).toHaveLength(1)
+
+      // Replaying a handled dead letter again has no second effect.
+      const twice = await api().post(`/api/v1/events/dead-letters/${letter.id}/replay`, undefined, admin)
+      expect(twice.body.outcome).toBe('handled')
+      expect(await effectsOf(body.id)).toHaveLength(1)
+    })
+
+    test('the dead-letter API answers 404 for an unknown id and pages with a cursor', async () => {
+      expect((await api().get(`/api/v1/events/dead-letters/${Bun.randomUUIDv7()}`, admin)).status).toBe(404)
+      expect((await api().post(`/api/v1/events/dead-letters/${Bun.randomUUIDv7()}/replay`, undefined, admin)).status).toBe(404)
+      await api().post('/api/v1/ledger/failures', { count: 1000 })
+      await api().post('/api/v1/ledger/entries', { note: 'poison-2' })
+      await api().post('/api/v1/ledger/entries', { note: 'poison-3' })
+      await eventually(async () => (await api().get('/api/v1/events/dead-letters', admin)).body.items.length >= 3)
+      await api().post('/api/v1/ledger/failures', { count: 0 })
+      const seen: string[] = []
+      let cursor: string | null = null
+      do {
+        const r: { body: { items: { id: string }[]; nextCursor: string | null } } = await api().get(
+          `/api/v1/events/dead-letters?limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+          admin,
+        )
+        seen.push(...r.body.items.map((d) => d.id))
+        cursor = r.body.nextCursor
+      } while (cursor)
+      expect(seen.length).toBeGreaterThanOrEqual(3)
+      expect(new Set(seen).size).toBe(seen.length)
+    })
+
+    test('a duplicate delivery of a handled event has no second effect', async () => {
+      const { body } = await api().post('/api/v1/ledger/entries', { note: 'duplicated' })
+      const [first] = await eventually(async () => {
+        const e = await effectsOf(body.id)
+        return e.length === 1 ? e : undefined
+      }) ?? []
+      expect(first).toBeDefined()
+      const duplicatesBefore = await metric(server.url, 'duplicate')
+      // Make the relay believe it never handed the event over, as after a crash between delivery and bookkeeping.
+      const db = openDatabase(server.env.DATABASE_URL)
+      const { outbox } = materialize(eventTables, db.dialect)
+      await db.transaction((tx) => tx.update(outbox).set({ publishedAt: null, leaseUntil: null }).where(inArray(outbox.id, [first.eventId])))
+      await db.close()
+      expect(await eventually(async () => (await metric(server.url, 'duplicate')) > duplicatesBefore)).toBe(true)
+      expect(await effectsOf(body.id)).toHaveLength(1)
+    })
+  })
+
+  describe(`event bus contract: ${bus}, across a crash (${variant})`, () => {
+    const store = isolatedStore()
+    afterAll(() => store.cleanup())
+
+    test('an event committed just before the process dies is delivered after the restart', async () => {
+      const env = baseEnv({ ...store.env, EVENT_BUS: bus })
+      const first = await spawnServer(env)
+      const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ note: 'before the crash', crashAfterCommit: true }),
+      }).catch((e: Error) => e)
+      expect(crashed).toBeInstanceOf(Error)
+      await first.proc.exited
+      expect(first.proc.signalCode).toBe('SIGKILL')
+
+      // The state change committed, its event is in the outbox, and nobody handled it yet.
+      const db = openDatabase(store.env.DATABASE_URL)
+      const { entries, effects } = materialize(ledgerSchema, db.dialect)
+      const { outbox } = materialize(eventTables, db.dialect)
+      const [entry] = await db.read.select().from(entries)
+      expect(entry.note).toBe('before the crash')
+      expect(await db.read.select().from(effects)).toEqual([])
+      const pending = (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded')
+      expect(pending.map((r) => r.publishedAt)).toEqual([null])
+      await db.close()
+
+      const second = await spawnServer(env)
+      try {
+        const handled = await eventually(async () => {
+          const r = await client(second.url).get('/api/v1/ledger/effects')
+          return r.body.length === 1 ? r.body : undefined
+        })
+        expect(handled).toEqual([{ entryId: entry.id, eventId: pending[0].id }])
+      } finally {
+        second.proc.kill('SIGTERM')
+        expect(await second.proc.exited).toBe(0)
+      }
+    })
+  })
+}
