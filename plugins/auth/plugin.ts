@@ -2,7 +2,7 @@
  * auth: accounts, sign-in, sessions and roles (CONTRACT.md section 3). Issues the access tokens
  * every other plugin's routes accept, and revokes them when an admin disables a user.
  */
-import { setting } from '../../kernel/config'
+import { ConfigError, setting } from '../../kernel/config'
 import { definePlugin } from '../../kernel/plugin'
 import { announce } from './events'
 import { authRoutes } from './routes'
@@ -29,8 +29,8 @@ export default definePlugin({
   setup(ctx) {
     const c = ctx.config
     if (Boolean(c.ADMIN_EMAIL) !== Boolean(c.ADMIN_PASSWORD))
-      throw new Error(`${c.ADMIN_EMAIL ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL'} must be set too: the admin account needs both`)
-    if (c.ADMIN_PASSWORD && c.ADMIN_PASSWORD.length < 8) throw new Error('ADMIN_PASSWORD must be at least 8 characters')
+      throw new ConfigError([`${c.ADMIN_EMAIL ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL'} must be set too: the admin account needs both`])
+    if (c.ADMIN_PASSWORD && c.ADMIN_PASSWORD.length < 8) throw new ConfigError(['ADMIN_PASSWORD must be at least 8 characters'])
     const window = { durationSeconds: c.LOGIN_THROTTLE_WINDOW_SECONDS, blockSeconds: c.LOGIN_THROTTLE_WINDOW_SECONDS }
     service = new AuthService({
       db: ctx.db,
