@@ -152,20 +152,27 @@ export class Kernel {
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
-      // 6. Migrate: the kernel's tables, then each plugin's, for the active dialect.
+      // 6. Connect: an unreachable database or Redis stops start-up with the variable's name.
+      await db.ping().catch((e) => {
+        throw new ConfigError([`DATABASE_URL: cannot reach the database (${e?.message ?? e})`])
+      })
+      await cache.ping().catch((e) => {
+        throw new ConfigError([`REDIS_URL: cannot reach Redis (${e?.message ?? e})`])
+      })
+      // 7. Migrate: the kernel's tables, then each plugin's, for the active dialect.
       await db.migrate(join(KERNEL_MIGRATIONS, db.dialect), '__migrations_kernel')
       for (const h of hosted) {
         const folder = join(h.dir, 'migrations', db.dialect)
         if (existsSync(folder)) await db.migrate(folder, `__migrations_${h.plugin.name.replace(/-/g, '_')}`)
       }
-      // 7. Start plugins in dependency order, then the event flow.
+      // 8. Start plugins in dependency order, then the event flow.
       for (const h of hosted) {
         await h.plugin.start?.(h.ctx)
         h.status = { status: 'up' }
       }
       await bus.start()
       outbox.start()
-      // 8. Ready.
+      // 9. Ready.
       kernel.started = true
       kernel.accepting = true
       log.info({ port: kernel.port, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
