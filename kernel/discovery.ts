@@ -15,12 +15,15 @@ export class DiscoveryError extends Error {
   override name = 'DiscoveryError'
 }
 
+const PROJECT_ROOT = resolve(import.meta.dir, '..')
+
 export const RESERVED = ['gateway', 'events', 'health', 'metrics', 'swagger']
 
 export async function discover(pluginsDirs: string[]): Promise<Discovered[]> {
   const found: Discovered[] = []
   for (const pluginsDir of pluginsDirs) {
-    const root = resolve(pluginsDir)
+    // Relative folders are the project's, so the server starts the same from any working directory.
+    const root = resolve(PROJECT_ROOT, pluginsDir)
     if (!existsSync(root)) throw new DiscoveryError(`PLUGINS_DIR ${pluginsDir} does not exist`)
     for (const file of [...new Bun.Glob('*/plugin.ts').scanSync({ cwd: root })].sort()) {
       const mod = await import(join(root, file))

@@ -3,7 +3,7 @@
  * detection, logout, administration of roles and the disabled flag, and the audit log.
  * No HTTP here: routes.ts translates requests into these calls.
  */
-import { and, desc, eq, gt, isNull, lt } from 'drizzle-orm'
+import { and, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm'
 import type { Cache, RateLimiter } from '../../kernel/cache'
 import type { Database, Tables } from '../../kernel/db'
 import type { Identity } from '../../kernel/http/identity'
@@ -80,6 +80,16 @@ export class AuthService {
 
   constructor(private readonly d: AuthDeps) {
     this.dummyHash = this.hashPassword(randomSecret())
+  }
+
+  /** Prepared on first use (the table exists only after migration); it serves every /me and auth.getUser. */
+  private prepared?: ReturnType<AuthService['prepareUserById']>
+  private prepareUserById() {
+    const { users } = this.d.t
+    return this.d.db.read.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare('auth_user_by_id')
+  }
+  private get userById() {
+    return (this.prepared ??= this.prepareUserById())
   }
 
   private hashPassword(password: string) {
@@ -189,7 +199,7 @@ export class AuthService {
   }
 
   async find(userId: string): Promise<UserRow | undefined> {
-    const [user] = await this.d.db.read.select().from(this.d.t.users).where(eq(this.d.t.users.id, userId))
+    const [user] = await this.userById.execute({ id: userId })
     return user
   }
 
