@@ -64,11 +64,29 @@ async function readJson(request: Request, limit: number): Promise<unknown> {
   }
 }
 
+type OpenApiContent = { content?: Record<string, unknown> } | undefined
+
+/**
+ * The swagger plugin lists every body as JSON, form data or text; this API reads and writes JSON
+ * only (anything else is a 415), so the document handed out lists `application/json` alone.
+ */
+function jsonOnly(response: unknown) {
+  if (!response || typeof response !== 'object' || !('openapi' in response)) return
+  const doc = JSON.parse(JSON.stringify(response)) as { paths?: Record<string, Record<string, { requestBody?: OpenApiContent; responses?: Record<string, OpenApiContent> }>> }
+  for (const operations of Object.values(doc.paths ?? {}))
+    for (const op of Object.values(operations))
+      for (const part of [op.requestBody, ...Object.values(op.responses ?? {})])
+        if (part?.content?.['application/json']) part.content = { 'application/json': part.content['application/json'] }
+  return doc
+}
+
 export function createApp(deps: AppDeps) {
   const { config, log, metrics, ipLimiter } = deps
   const allowAnyOrigin = config.CORS_ORIGINS.includes('*')
 
-  return new Elysia({ name: 'tessera.app' })
+  // normalize: false, so a schema means what it says: with `additionalProperties: false` an unknown
+  // property is a 422 rather than silently dropped. Handlers map their responses explicitly.
+  return new Elysia({ name: 'tessera.app', normalize: false })
     .onRequest(async ({ request, set, server }) => {
       const incoming = request.headers.get('x-request-id')
       const id = incoming && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
@@ -96,8 +114,13 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .onParse(({ request }) => readJson(request, config.BODY_LIMIT_BYTES))
-    .onError(({ error, code, request, set }) => {
+    .onError(async ({ error, code, request, set }) => {
       const state = requestState.get(request)
+      if (state.releaseIdempotencyKey) {
+        const release = state.releaseIdempotencyKey
+        state.releaseIdempotencyKey = undefined
+        await release().catch((err) => log.warn({ err, reqId: state.id }, 'could not free an Idempotency-Key'))
+      }
       const envelope = toEnvelope(error, code, state.id)
       if (envelope.internal) log.error({ err: error, reqId: state.id, url: request.url }, 'request failed')
       set.status = envelope.status
@@ -113,15 +136,18 @@ export function createApp(deps: AppDeps) {
         log.info({ reqId: state.id, method: request.method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request')
     })
     .use(
-      swagger({
-        path: '/swagger',
-        exclude: ['/swagger', '/swagger/json'],
-        documentation: {
-          info: { title: 'Tessera API', version: deps.version, description: 'Every route of the plugins hosted by this process.' },
-          tags: [{ name: 'system', description: 'health, metrics' }, ...deps.tags],
-          components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-        },
-      }),
+      // The local hook only touches the two documentation routes of the swagger plugin.
+      new Elysia({ name: 'tessera.docs' }).onAfterHandle(({ response }) => jsonOnly(response)).use(
+        swagger({
+          path: '/swagger',
+          exclude: ['/swagger', '/swagger/json'],
+          documentation: {
+            info: { title: 'Tessera API', version: deps.version, description: 'Every route of the plugins hosted by this process.' },
+            tags: [{ name: 'system', description: 'health, metrics' }, ...deps.tags],
+            components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+          },
+        }),
+      ),
     )
     .group('/health', { detail: { tags: ['system'] } }, (health) =>
       health

@@ -5,6 +5,8 @@ export interface RequestState {
   ip: string
   /** Set by the idempotency hooks while a keyed request is being answered. */
   idempotencyKey?: string
+  /** Set with `idempotencyKey` until the answer is recorded; the error handler calls it to free the key. */
+  releaseIdempotencyKey?: () => Promise<void>
 }
 
 const states = new WeakMap<Request, RequestState>()

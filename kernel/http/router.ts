@@ -27,9 +27,13 @@ interface IdempotencyRecord {
 
 const sha256 = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('hex')
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
+/** A request still running after this is presumed dead (e.g. the process crashed), freeing its key. */
+const PENDING_TTL_SECONDS = 120
 
 export function routerBase(deps: RouterDeps) {
   const { identity, userLimiter, cache } = deps
+  /** The caller of each guarded request, from the auth check to the handler. */
+  const principals = new WeakMap<Request, Principal>()
 
   const idempotencyRecordKey = (request: Request, key: string) => {
     const caller = request.headers.get('authorization') ?? `ip:${requestState.get(request).ip}`
@@ -39,12 +43,17 @@ export function routerBase(deps: RouterDeps) {
   return new Elysia({ name: 'tessera.router' }).macro({
     auth: (roles: true | readonly string[]) => ({
       detail: { security: [{ bearer: [] }] },
-      async resolve({ request }): Promise<{ principal: Principal }> {
+      // In `transform`, which runs before validation: a caller without a valid token gets 401 (not a
+      // 422 that describes the route's schema), and a caller without the role gets 403.
+      async transform({ request }) {
         const principal = await identity.authenticate(request.headers.get('authorization'))
         if (roles !== true && !roles.some((r) => principal.roles.includes(r)))
           throw new Forbidden(`this needs one of the roles: ${roles.join(', ')}`)
         await userLimiter.consume(principal.id)
-        return { principal }
+        principals.set(request, principal)
+      },
+      resolve({ request }): { principal: Principal } {
+        return { principal: principals.get(request) as Principal }
       },
     }),
     creates: (enabled: boolean) => {
@@ -69,8 +78,12 @@ export function routerBase(deps: RouterDeps) {
           const recordKey = idempotencyRecordKey(request, key)
           const hash = sha256(JSON.stringify(body ?? null))
           const pending: IdempotencyRecord = { state: 'pending', hash }
-          if (await cache.add(recordKey, pending, deps.idempotencyTtlSeconds)) {
-            requestState.get(request).idempotencyKey = recordKey
+          if (await cache.add(recordKey, pending, PENDING_TTL_SECONDS)) {
+            const state = requestState.get(request)
+            state.idempotencyKey = recordKey
+            // A failed attempt changed nothing, so the key is freed for the retry. The app's error
+            // handler calls this: it answers before any route-level error hook could run.
+            state.releaseIdempotencyKey = () => cache.del(recordKey)
             return
           }
           const first = await cache.get<IdempotencyRecord>(recordKey)
@@ -82,16 +95,13 @@ export function routerBase(deps: RouterDeps) {
           return first.body as never
         },
         async afterHandle({ request, response, set }) {
-          const recordKey = requestState.get(request).idempotencyKey
+          const state = requestState.get(request)
+          const recordKey = state.idempotencyKey
           if (!recordKey) return
           const first = await cache.get<IdempotencyRecord>(recordKey)
           const done: IdempotencyRecord = { state: 'done', hash: first?.hash ?? '', status: Number(set.status ?? 201), body: response }
           await cache.set(recordKey, done, deps.idempotencyTtlSeconds)
-        },
-        async error({ request }) {
-          // A failed attempt changed nothing, so the key is free for the retry.
-          const recordKey = requestState.get(request).idempotencyKey
-          if (recordKey) await cache.del(recordKey)
+          state.releaseIdempotencyKey = undefined
         },
       }
     },

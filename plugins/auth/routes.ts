@@ -31,11 +31,18 @@ const AuditEntry = t.Object({
 
 const ip = (request: Request) => requestState.get(request).ip
 
+/** Surrounding spaces are not part of an email: trimmed before the format check (the service lower-cases). */
+const trimEmail = ({ body }: { body: unknown }) => {
+  const b = body as { email?: unknown } | null
+  if (b && typeof b === 'object' && typeof b.email === 'string') b.email = b.email.trim()
+}
+
 export function authRoutes(ctx: PluginContext, auth: AuthService) {
   return ctx
     .router()
     .post('/register', ({ body, request }) => auth.register(body, ip(request)), {
       creates: true,
+      transform: trimEmail,
       body: t.Object({ email: Email, password: Password, name: t.String({ minLength: 1, maxLength: 100 }) }),
       response: { 201: Session },
       detail: { summary: 'Create a customer account and sign in' },
