@@ -18,6 +18,7 @@ import { Outbox } from './events/outbox'
 import type { EventBus } from './events/port'
 import { deadLetterRoutes } from './events/routes'
 import { type App, createApp, type Readiness } from './http/app'
+import { serveApp } from './http/edge'
 import { Identity } from './http/identity'
 import { Metrics } from './http/metrics'
 import { pluginRouter, routerBase } from './http/router'
@@ -54,6 +55,8 @@ export class Kernel {
     private readonly outbox: Outbox,
     private readonly app: App,
     private readonly hosted: Hosted[],
+    private readonly metrics: Metrics,
+    private readonly ipLimiter: RateLimiter,
   ) {}
 
   get port(): number {
@@ -102,12 +105,11 @@ export class Kernel {
     // 3. The HTTP app; plugins add their routers during setup.
     const hosted: Hosted[] = []
     let kernel: Kernel | undefined
+    const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)
     const app = createApp({
       config,
       log,
       metrics,
-      ipLimiter: limiter('ip', config.RATE_LIMIT_IP_PER_MIN),
-      accepting: () => kernel?.accepting ?? false,
       readiness: () => kernel?.readiness() ?? Promise.resolve({ started: false, accepting: false, plugins: {} }),
       tags: selected.map((d) => ({ name: d.plugin.name, description: d.plugin.description ?? d.plugin.name })).concat({
         name: 'events',
@@ -148,7 +150,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -184,15 +186,13 @@ export class Kernel {
   }
 
   private listen() {
-    this.app.listen({
-      port: this.config.PORT,
-      hostname: this.config.HOST,
-      // The app enforces BODY_LIMIT_BYTES with the error envelope; this is only the transport's backstop.
-      maxRequestBodySize: Math.max(this.config.BODY_LIMIT_BYTES * 4, 16 * 1024 * 1024),
-      // Above the Socket.IO ping interval, so idle realtime connections are not cut.
-      idleTimeout: 60,
+    this.server = serveApp(this.app, {
+      config: this.config,
+      log: this.log,
+      metrics: this.metrics,
+      ipLimiter: this.ipLimiter,
+      accepting: () => this.accepting,
     })
-    this.server = this.app.server ?? undefined
   }
 
   async readiness(): Promise<Readiness> {

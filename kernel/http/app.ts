@@ -1,13 +1,11 @@
 /**
- * The one Elysia app of a process: request ids, body rules, per-IP limits, security headers, CORS,
- * the error envelope, metrics, health, and Swagger. Plugin routers are mounted onto it by the kernel.
+ * The one Elysia app of a process: JSON bodies within the size limit, the error envelope, health,
+ * metrics and Swagger. Plugin routers are mounted onto it by the kernel; edge.ts serves it.
  */
-import { cors } from '@elysiajs/cors'
 import { swagger } from '@elysiajs/swagger'
 import { Elysia } from 'elysia'
 import type { Logger } from 'pino'
-import { PayloadTooLarge, Unavailable, UnsupportedMediaType, BadRequest } from '../../shared/errors'
-import type { RateLimiter } from '../cache'
+import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from '../../shared/errors'
 import type { KernelConfig } from '../config'
 import { toEnvelope } from './errors'
 import type { Metrics } from './metrics'
@@ -23,23 +21,10 @@ export interface AppDeps {
   config: KernelConfig
   log: Logger
   metrics: Metrics
-  ipLimiter: RateLimiter
-  /** Whether /api requests are served now (false while starting and once shutting down). */
-  accepting: () => boolean
   readiness: () => Promise<Readiness>
   tags: { name: string; description: string }[]
   version: string
 }
-
-const REQUEST_ID = /^[\w.:-]{1,128}$/
-const SECURITY_HEADERS: Record<string, string> = {
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-  'cross-origin-opener-policy': 'same-origin',
-  'strict-transport-security': 'max-age=31536000; includeSubDomains',
-}
-const API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 /** Reads a JSON body, refusing more than `limit` bytes even when no Content-Length was sent. */
 async function readJson(request: Request, limit: number): Promise<unknown> {
@@ -81,38 +66,11 @@ function jsonOnly(response: unknown) {
 }
 
 export function createApp(deps: AppDeps) {
-  const { config, log, metrics, ipLimiter } = deps
-  const allowAnyOrigin = config.CORS_ORIGINS.includes('*')
+  const { config, log, metrics } = deps
 
   // normalize: false, so a schema means what it says: with `additionalProperties: false` an unknown
   // property is a 422 rather than silently dropped. Handlers map their responses explicitly.
   return new Elysia({ name: 'tessera.app', normalize: false })
-    .onRequest(async ({ request, set, server }) => {
-      const incoming = request.headers.get('x-request-id')
-      const id = incoming && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
-      const forwarded = config.TRUST_PROXY ? request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() : undefined
-      const ip = forwarded || server?.requestIP(request)?.address || 'unknown'
-      requestState.set(request, { id, start: performance.now(), ip })
-      Object.assign(set.headers, SECURITY_HEADERS)
-      set.headers['x-request-id'] = id
-      const path = request.url.slice(request.url.indexOf('/', 8))
-      if (!path.startsWith('/api/')) return
-      set.headers['content-security-policy'] = API_CSP
-      if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
-      const length = Number(request.headers.get('content-length') ?? 0)
-      if (length > config.BODY_LIMIT_BYTES) throw new PayloadTooLarge(config.BODY_LIMIT_BYTES)
-      await ipLimiter.consume(ip)
-    })
-    .use(
-      cors({
-        origin: allowAnyOrigin ? true : config.CORS_ORIGINS,
-        methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
-        allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-request-id'],
-        exposeHeaders: ['x-request-id', 'retry-after', 'idempotent-replayed'],
-        credentials: false,
-        maxAge: 600,
-      }),
-    )
     .onParse(({ request }) => readJson(request, config.BODY_LIMIT_BYTES))
     .onError(async ({ error, code, request, set }) => {
       const state = requestState.get(request)
@@ -126,14 +84,6 @@ export function createApp(deps: AppDeps) {
       set.status = envelope.status
       Object.assign(set.headers, envelope.headers)
       return envelope.body
-    })
-    .onAfterResponse(({ request, route, set }) => {
-      const state = requestState.get(request)
-      const status = typeof set.status === 'number' ? set.status : 200
-      const seconds = (performance.now() - state.start) / 1000
-      metrics.observe(request.method, route || 'unmatched', status, seconds)
-      if (log.isLevelEnabled('info'))
-        log.info({ reqId: state.id, method: request.method, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request')
     })
     .use(
       // The local hook only touches the two documentation routes of the swagger plugin.

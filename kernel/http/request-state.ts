@@ -1,4 +1,4 @@
-/** Per-request facts the kernel's hooks share (id, start time, client IP), keyed by the Request. */
+/** Per-request facts the kernel's parts share (id, start time, client IP), carried on the Request. */
 export interface RequestState {
   id: string
   start: number
@@ -9,9 +9,11 @@ export interface RequestState {
   releaseIdempotencyKey?: () => Promise<void>
 }
 
-const states = new WeakMap<Request, RequestState>()
+// A symbol-keyed property rather than a WeakMap: measurably cheaper per request (no ephemeron for the GC).
+const STATE = Symbol('tessera.request')
 
 export const requestState = {
-  set: (request: Request, state: RequestState) => states.set(request, state),
-  get: (request: Request): RequestState => states.get(request) ?? { id: 'unknown', start: performance.now(), ip: 'unknown' },
+  set: (request: Request, state: RequestState) => void ((request as unknown as Record<symbol, RequestState>)[STATE] = state),
+  get: (request: Request): RequestState =>
+    (request as unknown as Record<symbol, RequestState | undefined>)[STATE] ?? { id: 'unknown', start: performance.now(), ip: 'unknown' },
 }

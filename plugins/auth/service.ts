@@ -58,6 +58,9 @@ export const toPublicUser = (u: UserRow): PublicUser => ({
   disabled: u.disabled,
 })
 
+const USER_CACHE_MS = 2_000
+const USER_CACHE_LIMIT = 10_000
+
 const sha256 = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest('hex')
 const randomSecret = () => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')
 export const normalizeEmail = (email: string) => email.trim().toLowerCase()
@@ -82,15 +85,19 @@ export class AuthService {
     this.dummyHash = this.hashPassword(randomSecret())
   }
 
-  /** Prepared on first use (the table exists only after migration); it serves every /me and auth.getUser. */
+  /** Prepared on first use (the table exists only after migration). */
   private prepared?: ReturnType<AuthService['prepareUserById']>
   private prepareUserById() {
     const { users } = this.d.t
     return this.d.db.read.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare('auth_user_by_id')
   }
-  private get userById() {
-    return (this.prepared ??= this.prepareUserById())
-  }
+
+  /**
+   * Users read in the last USER_CACHE_MS, so a client polling /me costs a map lookup. Changes made
+   * here drop the entry at once; a change made by another process shows within USER_CACHE_MS, and
+   * one that matters (roles, disabled) has already revoked the caller's token at the guard.
+   */
+  private readonly recentUsers = new Map<string, { user: UserRow; until: number }>()
 
   private hashPassword(password: string) {
     const { passwordMemoryKib, passwordTimeCost } = this.d.settings
@@ -199,7 +206,14 @@ export class AuthService {
   }
 
   async find(userId: string): Promise<UserRow | undefined> {
-    const [user] = await this.userById.execute({ id: userId })
+    const now = Date.now()
+    const recent = this.recentUsers.get(userId)
+    if (recent && recent.until > now) return recent.user
+    const [user] = await (this.prepared ??= this.prepareUserById()).execute({ id: userId })
+    if (user) {
+      if (this.recentUsers.size >= USER_CACHE_LIMIT) this.recentUsers.clear()
+      this.recentUsers.set(userId, { user, until: now + USER_CACHE_MS })
+    }
     return user
   }
 
@@ -236,7 +250,11 @@ export class AuthService {
       if (disabledChanged) await this.audit(disabled ? 'user.disabled' : 'user.enabled', { userId, ip, detail: { by: actorId } })
       if (disabled) await this.revokeUserSessions(userId)
       await this.d.announce.changed(after)
-      db.afterCommit(() => void identity.revokeIssuedBefore(userId, now.getTime()))
+      this.recentUsers.delete(userId)
+      db.afterCommit(() => {
+        this.recentUsers.delete(userId)
+        void identity.revokeIssuedBefore(userId, now.getTime())
+      })
       return after
     })
     return toPublicUser(updated)
@@ -269,6 +287,7 @@ export class AuthService {
     const now = new Date()
     await db.transaction(async (tx) => {
       if (existing) {
+        this.recentUsers.delete(existing.id)
         const roles = [...new Set<Role>([...existing.roles, 'admin'])]
         await tx.update(t.users).set({ passwordHash, roles, disabled: false, updatedAt: now }).where(eq(t.users.id, existing.id))
       } else {

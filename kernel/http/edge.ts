@@ -1,0 +1,121 @@
+/**
+ * The edge of the HTTP server: what every request gets before and after the Elysia app, as plain
+ * code around `app.fetch` instead of Elysia lifecycle hooks (which cost more per request than the
+ * work they do). Bun's native router dispatches each route template to its own handler, so
+ * metrics know the template without asking the app. In order: request id → CORS → for /api:
+ * readiness, body size, per-IP limit → the app → security headers → metrics and the access log.
+ */
+import type { Server } from 'bun'
+import type { AnyElysia } from 'elysia'
+import type { Logger } from 'pino'
+import { PayloadTooLarge, Unavailable } from '../../shared/errors'
+import type { RateLimiter } from '../cache'
+import type { KernelConfig } from '../config'
+import { corsPolicy } from './cors'
+import { toEnvelope } from './errors'
+import type { Metrics } from './metrics'
+import { type RequestState, requestState } from './request-state'
+
+export interface EdgeDeps {
+  config: KernelConfig
+  log: Logger
+  metrics: Metrics
+  ipLimiter: RateLimiter
+  /** Whether /api requests are served now (false while starting and once shutting down). */
+  accepting: () => boolean
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/
+const SECURITY_HEADERS: [string, string][] = [
+  ['x-content-type-options', 'nosniff'],
+  ['x-frame-options', 'DENY'],
+  ['referrer-policy', 'no-referrer'],
+  ['cross-origin-opener-policy', 'same-origin'],
+  ['strict-transport-security', 'max-age=31536000; includeSubDomains'],
+]
+const API_CSP = "default-src 'none'; frame-ancestors 'none'"
+const UNMATCHED = 'unmatched'
+
+export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
+  const { config, log, metrics, ipLimiter } = deps
+  const cors = corsPolicy(config.CORS_ORIGINS)
+  const logRequests = log.isLevelEnabled('info')
+
+  /** The checks an /api request must pass before the app sees it; throws the refusal. */
+  const admit = async (request: Request, server: Server<unknown>, state: RequestState) => {
+    if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
+    const length = Number(request.headers.get('content-length') ?? 0)
+    if (length > config.BODY_LIMIT_BYTES) throw new PayloadTooLarge(config.BODY_LIMIT_BYTES)
+    const forwarded = config.TRUST_PROXY ? request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() : undefined
+    state.ip = forwarded || server.requestIP(request)?.address || 'unknown'
+    await ipLimiter.consume(state.ip)
+  }
+
+  const refusal = (error: unknown, id: string) => {
+    const envelope = toEnvelope(error, undefined, id)
+    if (envelope.internal) log.error({ err: error, reqId: id }, 'request failed at the edge')
+    return Response.json(envelope.body, { status: envelope.status, headers: envelope.headers })
+  }
+
+  const handler = (template: string) => async (request: Request, server: Server<unknown>) => {
+    const incoming = request.headers.get('x-request-id')
+    const id = incoming !== null && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
+    const state: RequestState = { id, start: performance.now(), ip: 'unknown' }
+    requestState.set(request, state)
+    const url = request.url
+    const api = url.startsWith('/api/', url.indexOf('/', 8))
+    const corsHeaders = cors.headersFor(request)
+
+    let response: Response
+    try {
+      const preflight = cors.preflight(request, corsHeaders)
+      if (preflight) response = preflight
+      else {
+        if (api) await admit(request, server, state)
+        response = await app.fetch(request)
+      }
+    } catch (error) {
+      response = refusal(error, id)
+    }
+
+    const headers = writable(response).headers
+    for (const [k, v] of SECURITY_HEADERS) headers.set(k, v)
+    headers.set('x-request-id', id)
+    if (api) headers.set('content-security-policy', API_CSP)
+    if (corsHeaders) for (const k in corsHeaders) headers.set(k, corsHeaders[k])
+
+    const seconds = (performance.now() - state.start) / 1000
+    metrics.observe(request.method, template, response.status, seconds)
+    if (logRequests) log.info({ reqId: id, method: request.method, route: template, status: response.status, ms: Math.round(seconds * 1e4) / 10 }, 'request')
+    return response
+  }
+
+  // One native route per template and method, so the template is known without matching again.
+  const routes: Record<string, Record<string, ReturnType<typeof handler>>> = {}
+  for (const route of app.routes) {
+    if (!/^[A-Z]+$/.test(route.method) || route.method === 'ALL') continue
+    ;(routes[route.path] ??= {})[route.method] = handler(route.path)
+  }
+
+  return Bun.serve({
+    port: config.PORT,
+    hostname: config.HOST,
+    routes,
+    fetch: handler(UNMATCHED),
+    // The app enforces BODY_LIMIT_BYTES with the error envelope; this is only the transport's backstop.
+    maxRequestBodySize: Math.max(config.BODY_LIMIT_BYTES * 4, 16 * 1024 * 1024),
+    // Above the Socket.IO ping interval, so idle realtime connections are not cut.
+    idleTimeout: 60,
+  })
+}
+
+/** Responses the app returns are normally fresh; a shared (immutable) one is copied before it is decorated. */
+function writable(response: Response): Response {
+  try {
+    response.headers.set('x-tessera', '1')
+    response.headers.delete('x-tessera')
+    return response
+  } catch {
+    return new Response(response.body, response)
+  }
+}
