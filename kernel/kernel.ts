@@ -95,9 +95,11 @@ export class Kernel {
     )
     const local = new LocalTransport()
     const limiter = (name: string, perMinute: number): RateLimiter => cache.limiter(name, { points: perMinute, durationSeconds: 60 })
+    const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)
     const base = routerBase({
       identity,
       cache,
+      ipLimiter,
       userLimiter: limiter('user', config.RATE_LIMIT_USER_PER_MIN),
       idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
     })
@@ -105,7 +107,6 @@ export class Kernel {
     // 3. The HTTP app; plugins add their routers during setup.
     const hosted: Hosted[] = []
     let kernel: Kernel | undefined
-    const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)
     const app = createApp({
       config,
       log,

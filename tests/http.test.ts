@@ -357,6 +357,19 @@ describe('rate limit per client IP (RATE_LIMIT_IP_PER_MIN=5)', () => {
     expectError(await lapi.get(`/api/v1/no-such-plugin/${uid()}`), 429, 'RATE_LIMITED')
   })
 
+  test('refused tokens on a guarded route are counted against the IP; a bogus token is no way around the limit', async () => {
+    const other = await startServer({ RATE_LIMIT_IP_PER_MIN: '5' })
+    try {
+      const oapi = client(other.url)
+      for (let i = 0; i < 5; i++) expectError(await oapi.get('/api/v1/auth/me', 'not-a-token'), 401, 'INVALID_TOKEN')
+      expectError(await oapi.get('/api/v1/auth/me', 'not-a-token'), 429, 'RATE_LIMITED')
+      // A public route with an Authorization header is still limited by IP.
+      expectError(await oapi.post('/api/v1/auth/login', { email: 'x@y.z', password: 'whatever1' }, 'not-a-token'), 429, 'RATE_LIMITED')
+    } finally {
+      await other.stop()
+    }
+  })
+
   test('/health/* and /metrics are not limited', async () => {
     const lapi = client(limited.url)
     expect((await lapi.get(ENTRIES)).status).toBe(429)

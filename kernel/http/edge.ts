@@ -41,14 +41,22 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
   const cors = corsPolicy(config.CORS_ORIGINS)
   const logRequests = log.isLevelEnabled('info')
 
-  /** The checks an /api request must pass before the app sees it; throws the refusal. */
-  const admit = async (request: Request, server: Server<unknown>, state: RequestState) => {
+  /**
+   * The checks an /api request must pass before the app sees it; throws the refusal. A request
+   * with a token for a guarded route is counted against its user by the guard (and against its IP
+   * only if the token is refused); every other request is counted against its IP here.
+   */
+  const admit = async (request: Request, state: RequestState, guarded: boolean) => {
     if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
     const length = Number(request.headers.get('content-length') ?? 0)
     if (length > config.BODY_LIMIT_BYTES) throw new PayloadTooLarge(config.BODY_LIMIT_BYTES)
+    if (!guarded || !request.headers.has('authorization')) await ipLimiter.consume(state.ip)
+  }
+
+  /** The client address: from X-Forwarded-For behind a trusted proxy, else the socket's peer. */
+  const clientIp = (request: Request, server: Server<unknown>) => {
     const forwarded = config.TRUST_PROXY ? request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() : undefined
-    state.ip = forwarded || server.requestIP(request)?.address || 'unknown'
-    await ipLimiter.consume(state.ip)
+    return forwarded || server.requestIP(request)?.address || 'unknown'
   }
 
   const refusal = (error: unknown, id: string) => {
@@ -57,10 +65,17 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     return Response.json(envelope.body, { status: envelope.status, headers: envelope.headers })
   }
 
-  const handler = (template: string) => async (request: Request, server: Server<unknown>) => {
+  const handler = (template: string, guarded: boolean) => async (request: Request, server: Server<unknown>) => {
     const incoming = request.headers.get('x-request-id')
     const id = incoming !== null && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
-    const state: RequestState = { id, start: performance.now(), ip: 'unknown' }
+    let ip: string | undefined
+    const state: RequestState = {
+      id,
+      start: performance.now(),
+      get ip() {
+        return (ip ??= clientIp(request, server))
+      },
+    }
     requestState.set(request, state)
     const url = request.url
     const api = url.startsWith('/api/', url.indexOf('/', 8))
@@ -71,16 +86,22 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
       const preflight = cors.preflight(request, corsHeaders)
       if (preflight) response = preflight
       else {
-        if (api) await admit(request, server, state)
+        if (api) await admit(request, state, guarded)
         response = await app.fetch(request)
       }
     } catch (error) {
       response = refusal(error, id)
     }
 
-    const headers = writable(response).headers
+    try {
+      response.headers.set('x-request-id', id)
+    } catch {
+      // A shared, immutable response (a static file, say) is copied before it is decorated.
+      response = new Response(response.body, response)
+      response.headers.set('x-request-id', id)
+    }
+    const headers = response.headers
     for (const [k, v] of SECURITY_HEADERS) headers.set(k, v)
-    headers.set('x-request-id', id)
     if (api) headers.set('content-security-policy', API_CSP)
     if (corsHeaders) for (const k in corsHeaders) headers.set(k, corsHeaders[k])
 
@@ -94,28 +115,19 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
   const routes: Record<string, Record<string, ReturnType<typeof handler>>> = {}
   for (const route of app.routes) {
     if (!/^[A-Z]+$/.test(route.method) || route.method === 'ALL') continue
-    ;(routes[route.path] ??= {})[route.method] = handler(route.path)
+    // The guard (router.ts) marks the routes it protects with the bearer security requirement.
+    const guarded = Boolean((route.hooks as { detail?: { security?: unknown[] } })?.detail?.security?.length)
+    ;(routes[route.path] ??= {})[route.method] = handler(route.path, guarded)
   }
 
   return Bun.serve({
     port: config.PORT,
     hostname: config.HOST,
     routes,
-    fetch: handler(UNMATCHED),
+    fetch: handler(UNMATCHED, false),
     // The app enforces BODY_LIMIT_BYTES with the error envelope; this is only the transport's backstop.
     maxRequestBodySize: Math.max(config.BODY_LIMIT_BYTES * 4, 16 * 1024 * 1024),
     // Above the Socket.IO ping interval, so idle realtime connections are not cut.
     idleTimeout: 60,
   })
-}
-
-/** Responses the app returns are normally fresh; a shared (immutable) one is copied before it is decorated. */
-function writable(response: Response): Response {
-  try {
-    response.headers.set('x-tessera', '1')
-    response.headers.delete('x-tessera')
-    return response
-  } catch {
-    return new Response(response.body, response)
-  }
 }

@@ -11,12 +11,6 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' })
-    this.requests = new Counter({
-      name: 'http_requests_total',
-      help: 'HTTP requests answered, by method, route template and status',
-      labelNames: ['method', 'route', 'status'],
-      registers: [this.registry],
-    })
     this.latency = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request latency, by method, route template and status',
@@ -24,12 +18,24 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [this.registry],
     })
+    // The histogram counts every request already; the counter takes those counts when scraped,
+    // so a request costs one observation instead of two.
+    const latency = this.latency
+    this.requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+      async collect() {
+        this.reset()
+        for (const v of (await latency.get()).values)
+          if (v.metricName === 'http_request_duration_seconds_count') this.inc(v.labels as Record<'method' | 'route' | 'status', string>, v.value)
+      },
+    })
   }
 
   observe(method: string, route: string, status: number, seconds: number) {
-    const labels = { method, route, status: String(status) }
-    this.requests.inc(labels)
-    this.latency.observe(labels, seconds)
+    this.latency.observe({ method, route, status }, seconds)
   }
 
   /** The metric factory handed to a plugin: every name is prefixed with the plugin's. */

@@ -1,8 +1,13 @@
+import type { Principal } from './identity'
+
 /** Per-request facts the kernel's parts share (id, start time, client IP), carried on the Request. */
 export interface RequestState {
   id: string
   start: number
-  ip: string
+  /** The client's address; looked up on first use (it costs a system call). */
+  readonly ip: string
+  /** The caller of a guarded route, once the guard has accepted its token. */
+  principal?: Principal
   /** Set by the idempotency hooks while a keyed request is being answered. */
   idempotencyKey?: string
   /** Set with `idempotencyKey` until the answer is recorded; the error handler calls it to free the key. */

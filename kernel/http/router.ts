@@ -14,6 +14,7 @@ import { requestState } from './request-state'
 export interface RouterDeps {
   identity: Identity
   userLimiter: RateLimiter
+  ipLimiter: RateLimiter
   cache: Cache
   idempotencyTtlSeconds: number
 }
@@ -31,9 +32,7 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/
 const PENDING_TTL_SECONDS = 120
 
 export function routerBase(deps: RouterDeps) {
-  const { identity, userLimiter, cache } = deps
-  /** The caller of each guarded request, from the auth check to the handler. */
-  const principals = new WeakMap<Request, Principal>()
+  const { identity, userLimiter, ipLimiter, cache } = deps
 
   const idempotencyRecordKey = (request: Request, key: string) => {
     const caller = request.headers.get('authorization') ?? `ip:${requestState.get(request).ip}`
@@ -46,14 +45,19 @@ export function routerBase(deps: RouterDeps) {
       // In `transform`, which runs before validation: a caller without a valid token gets 401 (not a
       // 422 that describes the route's schema), and a caller without the role gets 403.
       async transform({ request }) {
-        const principal = await identity.authenticate(request.headers.get('authorization'))
+        const state = requestState.get(request)
+        const principal = await identity.authenticate(request.headers.get('authorization')).catch(async (error) => {
+          // A refused token is counted against the caller's IP, which the edge left to the guard.
+          if (request.headers.has('authorization')) await ipLimiter.consume(state.ip)
+          throw error
+        })
         if (roles !== true && !roles.some((r) => principal.roles.includes(r)))
           throw new Forbidden(`this needs one of the roles: ${roles.join(', ')}`)
         await userLimiter.consume(principal.id)
-        principals.set(request, principal)
+        state.principal = principal
       },
       resolve({ request }): { principal: Principal } {
-        return { principal: principals.get(request) as Principal }
+        return { principal: requestState.get(request).principal as Principal }
       },
     }),
     creates: (enabled: boolean) => {
