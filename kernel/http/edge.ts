@@ -125,8 +125,9 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     hostname: config.HOST,
     routes,
     fetch: handler(UNMATCHED, false),
-    // The app enforces BODY_LIMIT_BYTES with the error envelope; this is only the transport's backstop.
-    maxRequestBodySize: Math.max(config.BODY_LIMIT_BYTES * 4, 16 * 1024 * 1024),
+    // BODY_LIMIT_BYTES is enforced here (Content-Length) and while reading (chunked) with the error
+    // envelope; Bun's own limit would answer first with a bare 413, so it is set out of the way.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // Above the Socket.IO ping interval, so idle realtime connections are not cut.
     idleTimeout: 60,
   })

@@ -250,11 +250,10 @@ export class AuthService {
       if (disabledChanged) await this.audit(disabled ? 'user.disabled' : 'user.enabled', { userId, ip, detail: { by: actorId } })
       if (disabled) await this.revokeUserSessions(userId)
       await this.d.announce.changed(after)
-      this.recentUsers.delete(userId)
-      db.afterCommit(() => {
-        this.recentUsers.delete(userId)
-        void identity.revokeIssuedBefore(userId, now.getTime())
-      })
+      // Revoked before the commit, so no moment exists in which the change is visible and an old
+      // token still works; should the commit fail, the user merely has to refresh.
+      await identity.revokeIssuedBefore(userId, now.getTime())
+      db.afterCommit(() => this.recentUsers.delete(userId))
       return after
     })
     return toPublicUser(updated)
