@@ -150,12 +150,30 @@ export async function call<T = any>(
     headers,
     body: options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body),
   })
+  return readReply<T>(res)
+}
+
+/** A response as status, parsed JSON body (or text) and headers. */
+export async function readReply<T = any>(res: Response): Promise<Reply<T>> {
   const text = await res.text()
   let body: any = text
   try {
     body = text ? JSON.parse(text) : undefined
   } catch {}
   return { status: res.status, body, headers: res.headers }
+}
+
+/** A body sent chunked (a stream), so there is no Content-Length. */
+export function chunked(text: string, chunkSize = 256): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text)
+  let at = 0
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= bytes.length) return controller.close()
+      controller.enqueue(bytes.slice(at, at + chunkSize))
+      at += chunkSize
+    },
+  })
 }
 
 export const client = (url: string) => ({

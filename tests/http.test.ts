@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { connect } from 'node:net'
 import {
+  chunked,
   type Reply,
   type TestServer,
   adminToken,
@@ -60,19 +61,6 @@ async function createsNothing(refuse: () => Promise<void>) {
   const before = (await entries()).length
   await refuse()
   expect((await entries()).length).toBe(before)
-}
-
-/** A body sent chunked (a stream), so there is no Content-Length. */
-function chunked(text: string, chunkSize = 200): ReadableStream<Uint8Array> {
-  const bytes = new TextEncoder().encode(text)
-  let at = 0
-  return new ReadableStream({
-    pull(controller) {
-      if (at >= bytes.length) return controller.close()
-      controller.enqueue(bytes.slice(at, at + chunkSize))
-      at += chunkSize
-    },
-  })
 }
 
 async function postChunked(path: string, text: string, headers: Record<string, string> = {}): Promise<Reply> {

@@ -1,5 +1,5 @@
 /**
- * Calls between plugins. A caller writes `ctx.call('inventory.reserve', input)`; the transport
+ * Calls between plugins. A caller writes `ctx.call('<plugin>.<action>', input)`; the transport
  * decides whether that is a function call in this process or a request to the process that hosts
  * the plugin. Callers never know which.
  */

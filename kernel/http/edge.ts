@@ -2,7 +2,7 @@
  * The edge of the HTTP server: what every request gets before and after the Elysia app, as plain
  * code around `app.fetch` instead of Elysia lifecycle hooks (which cost more per request than the
  * work they do). Bun's native router dispatches each route template to its own handler, so
- * metrics know the template without asking the app. In order: request id → CORS → for /api:
+ * metrics know the template without asking the app. Step by step: request id → CORS → for /api:
  * readiness, body size, per-IP limit → the app → security headers → metrics and the access log.
  */
 import type { Server } from 'bun'
