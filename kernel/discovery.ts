@@ -1,6 +1,6 @@
 /**
  * Finds `<dir>/<name>/plugin.ts`, checks the set (one name each, folder = name, every dependency
- * exists, no cycles), and orders the selected plugins so each comes after what it depends on.
+ * exists, no cycles), and sorts the selected plugins so each comes after what it depends on.
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -62,7 +62,7 @@ export function select(all: Discovered[], names: string[] | undefined): Discover
 }
 
 function orderByDependencies(all: Discovered[], byName: Map<string, Discovered>): Discovered[] {
-  const order: Discovered[] = []
+  const sorted: Discovered[] = []
   const state = new Map<string, 'visiting' | 'done'>()
   const visit = (d: Discovered, path: string[]) => {
     const name = d.plugin.name
@@ -71,8 +71,8 @@ function orderByDependencies(all: Discovered[], byName: Map<string, Discovered>)
     state.set(name, 'visiting')
     for (const dep of d.plugin.dependsOn ?? []) visit(byName.get(dep)!, [...path, name])
     state.set(name, 'done')
-    order.push(d)
+    sorted.push(d)
   }
   for (const d of all) visit(d, [])
-  return order
+  return sorted
 }

@@ -217,7 +217,7 @@ export class Kernel {
 
   /**
    * Graceful stop: not ready → stop accepting → drain in-flight requests → stop the event flow →
-   * stop plugins in reverse order → close connections. Safe to call more than once.
+   * stop plugins, last started first → close connections. Safe to call more than once.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown()
