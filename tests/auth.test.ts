@@ -693,7 +693,7 @@ describe('auth: role matrix (401 anonymous, 403 wrong role, 2xx allowed)', () =>
     {
       name: 'PATCH /api/v1/auth/users/:id',
       allowed: ['admin'],
-      send: (api, token) => call(s.url, 'PATCH', `${AUTH}/users/${targetId}`, { body: { disabled: false }, token }),
+      send: (_api, token) => call(s.url, 'PATCH', `${AUTH}/users/${targetId}`, { body: { disabled: false }, token }),
     },
     { name: 'GET /api/v1/auth/audit', allowed: ['admin'], send: (api, token) => api.get(`${AUTH}/audit`, token) },
     { name: 'GET /api/v1/events/dead-letters', allowed: ['admin'], send: (api, token) => api.get('/api/v1/events/dead-letters', token) },

@@ -9,8 +9,8 @@ export interface RequestState {
   /** The caller of a guarded route, once the guard has accepted its token. */
   principal?: Principal
   /** Set by the idempotency hooks while a keyed request is being answered. */
-  idempotencyKey?: string
-  /** Set with `idempotencyKey` until the answer is recorded; the error handler calls it to free the key. */
+  idempotency?: { recordKey: string; hash: string }
+  /** Set with `idempotency` until the answer is recorded; the error handler calls it to free the key. */
   releaseIdempotencyKey?: () => Promise<void>
 }
 

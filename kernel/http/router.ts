@@ -84,7 +84,7 @@ export function routerBase(deps: RouterDeps) {
           const pending: IdempotencyRecord = { state: 'pending', hash }
           if (await cache.add(recordKey, pending, PENDING_TTL_SECONDS)) {
             const state = requestState.get(request)
-            state.idempotencyKey = recordKey
+            state.idempotency = { recordKey, hash }
             // A failed attempt changed nothing, so the key is freed for the retry. The app's error
             // handler calls this: it answers before any route-level error hook could run.
             state.releaseIdempotencyKey = () => cache.del(recordKey)
@@ -100,10 +100,9 @@ export function routerBase(deps: RouterDeps) {
         },
         async afterHandle({ request, response, set }) {
           const state = requestState.get(request)
-          const recordKey = state.idempotencyKey
-          if (!recordKey) return
-          const first = await cache.get<IdempotencyRecord>(recordKey)
-          const done: IdempotencyRecord = { state: 'done', hash: first?.hash ?? '', status: Number(set.status ?? 201), body: response }
+          if (!state.idempotency) return
+          const { recordKey, hash } = state.idempotency
+          const done: IdempotencyRecord = { state: 'done', hash, status: Number(set.status ?? 201), body: response }
           await cache.set(recordKey, done, deps.idempotencyTtlSeconds)
           state.releaseIdempotencyKey = undefined
         },
