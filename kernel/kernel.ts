@@ -81,7 +81,7 @@ export class Kernel {
 
     // 2. Ports, with the adapters the configuration picks.
     const db = openDatabase(config.DATABASE_URL)
-    const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX)
+    const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX, log.child({ component: 'cache' }))
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
     const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
@@ -157,7 +157,7 @@ export class Kernel {
       kernel.listen()
       // 6. Connect: an unreachable database or Redis stops start-up with the variable's name.
       await db.ping().catch((e) => {
-        throw new ConfigError([`DATABASE_URL: cannot reach the database (${e?.message ?? e})`])
+        throw new ConfigError([`DATABASE_URL: cannot reach the database (${e?.cause?.message ?? e?.message ?? e})`])
       })
       await cache.ping().catch((e) => {
         throw new ConfigError([`REDIS_URL: cannot reach Redis (${e?.message ?? e})`])

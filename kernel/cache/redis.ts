@@ -1,11 +1,18 @@
 import Redis from 'ioredis'
+import type { Logger } from 'pino'
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible'
 import { RateLimiter, type Cache } from './port'
 
 /** The Redis cache; every key starts with `prefix`, so deployments can share one Redis. */
-export function redisCache(url: string, prefix: string): Cache {
+export function redisCache(url: string, prefix: string, log?: Logger): Cache {
   const redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false })
   const k = (key: string) => prefix + key
+  // ioredis reconnects by itself; failed commands surface to their callers (and /health/ready).
+  let lastError = ''
+  redis.on('error', (error: Error) => {
+    if (error.message !== lastError) log?.warn({ err: error }, `redis: ${(lastError = error.message)}`)
+  })
+  redis.on('ready', () => (lastError = ''))
 
   return {
     async get<T>(key: string) {
