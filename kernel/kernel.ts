@@ -23,6 +23,7 @@ import { Identity } from './http/identity'
 import { Metrics } from './http/metrics'
 import { pluginRouter, routerBase } from './http/router'
 import { createLogger, type Logger } from './log'
+import { type MqttPort, openMqtt } from './mqtt'
 import type { AnyPlugin, HealthReport, PluginContext } from './plugin'
 
 const VERSION: string = JSON.parse(readFileSync(join(import.meta.dir, '..', 'package.json'), 'utf8')).version
@@ -57,6 +58,7 @@ export class Kernel {
     private readonly hosted: Hosted[],
     private readonly metrics: Metrics,
     private readonly ipLimiter: RateLimiter,
+    private readonly mqtt: MqttPort,
   ) {}
 
   get port(): number {
@@ -65,6 +67,11 @@ export class Kernel {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`
+  }
+
+  /** The embedded MQTT broker's port (0 with an external broker). */
+  get mqttPort(): number {
+    return this.mqtt.port
   }
 
   get plugins(): string[] {
@@ -84,6 +91,7 @@ export class Kernel {
     const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX, log.child({ component: 'cache' }))
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
+    const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
     const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
@@ -143,6 +151,11 @@ export class Kernel {
           if (!action.startsWith(`${name}.`)) throw new Error(`plugin ${name} may only provide actions named ${name}.*, not ${action}`)
           local.register(action, handler as never)
         },
+        mqtt: {
+          consume: (filter, handler) => mqtt.consume(name, filter, handler),
+          authorize: (authority) => mqtt.authorize(authority),
+          publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
+        },
         router: () => pluginRouter(base, name),
         mount: (router) => void routers.push(router),
       }
@@ -151,7 +164,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -175,10 +188,13 @@ export class Kernel {
       }
       await bus.start()
       outbox.start()
+      await mqtt.start().catch((e) => {
+        throw new ConfigError([`${config.MQTT_URL ? 'MQTT_URL' : 'MQTT_PORT'}: cannot start MQTT (${e?.message ?? e})`])
+      })
       // 9. Ready.
       kernel.started = true
       kernel.accepting = true
-      log.info({ port: kernel.port, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
@@ -207,6 +223,7 @@ export class Kernel {
         () => (plugins.cache = { status: 'up' }),
         (e) => (plugins.cache = { status: 'down', detail: String(e?.message ?? e) }),
       ),
+      Promise.resolve().then(() => (plugins.mqtt = this.mqtt.health())),
       ...this.hosted.map(async (h) => {
         if (h.status.status !== 'up' || !h.plugin.health) return void (plugins[h.plugin.name] = h.status)
         plugins[h.plugin.name] = await h.plugin.health(h.ctx).catch((e) => ({ status: 'down' as const, detail: String(e?.message ?? e) }))
@@ -236,6 +253,7 @@ export class Kernel {
         await server.stop(true)
       }
     }
+    await this.mqtt.stop().catch((error) => this.log.error({ err: error }, 'MQTT did not stop cleanly'))
     await this.outbox.stop()
     await this.bus.stop()
     for (const h of [...this.hosted].reverse()) {

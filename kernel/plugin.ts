@@ -15,6 +15,7 @@ import type { Identity } from './http/identity'
 import type { PluginMetrics } from './http/metrics'
 import type { PluginRouter } from './http/router'
 import type { Logger } from './log'
+import type { MqttAuthority, MqttHandler } from './mqtt'
 
 export interface HealthReport {
   status: 'up' | 'down'
@@ -44,6 +45,12 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
   readonly call: Call
   /** Offers one of this plugin's actions (named `<plugin>.<action>` in shared/contracts). */
   provide<N extends ActionName>(name: N, handler: (input: ActionInput<N>, meta: CallMeta) => Promise<ActionOutput<N>>): void
+  /** MQTT: consume topics (acknowledged once the handler resolves) and decide who may connect. */
+  readonly mqtt: {
+    consume(filter: string, handler: MqttHandler): void
+    authorize(authority: MqttAuthority): void
+    publish(topic: string, payload: string | Buffer, options?: { qos?: 0 | 1; retain?: boolean }): Promise<void>
+  }
   /** A router under `/api/v1/<plugin>`, tagged for OpenAPI, that understands `auth` and `creates`. */
   router(): PluginRouter
   /** Mounts a router built from `router()`. */

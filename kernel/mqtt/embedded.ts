@@ -1,0 +1,119 @@
+/**
+ * The embedded broker (aedes, MQTT 3.1.1) for the one-process topology. Consumers run inside
+ * aedes' authorizePublish step, which precedes the PUBACK: a device's QoS 1 reading is acknowledged
+ * only after the handler stored it, so a crash before that makes the device send it again.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import { Aedes } from 'aedes'
+import type { Logger } from 'pino'
+import { type MqttAuthority, type MqttHandler, type MqttPort, topicMatches } from './port'
+
+const NOT_AUTHORIZED = 5
+const BAD_CREDENTIALS = 4
+
+/**
+ * `portIsDefault`: the port was not chosen by the operator, so when it is taken (say a Mosquitto
+ * runs on the machine) a free one is used instead and logged, rather than refusing to start.
+ */
+export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', portIsDefault = false): MqttPort {
+  const consumers: { filter: string; handler: MqttHandler }[] = []
+  let authority: MqttAuthority | undefined
+  let broker: Aedes | undefined
+  let server: Server | undefined
+  let listening = 0
+  const inFlight = new Set<Promise<void>>()
+  const sockets = new Set<Socket>()
+
+  const consumerFor = (topic: string) => consumers.find((c) => topicMatches(c.filter, topic))
+
+  return {
+    get port() {
+      return listening
+    },
+    consume(_group, filter, handler) {
+      consumers.push({ filter, handler })
+    },
+    authorize(a) {
+      authority = a
+    },
+    async publish(topic, payload, options = {}) {
+      if (!broker) throw new Error('the embedded MQTT broker is not running')
+      const b = broker
+      await new Promise<void>((resolve, reject) =>
+        b.publish(
+          { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: options.qos ?? 0, retain: options.retain ?? false, dup: false },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      )
+    },
+    async start() {
+      broker = await Aedes.createBroker({
+        authenticate(client, username, password, done) {
+          const refuse = (code: number) => done(Object.assign(new Error('not authorized'), { returnCode: code }), false)
+          if (!authority || !username || !password) return refuse(NOT_AUTHORIZED)
+          authority.authenticate(username, password.toString()).then(
+            (ok) => (ok ? done(null, true) : refuse(BAD_CREDENTIALS)),
+            (error) => {
+              log.error({ err: error }, 'MQTT authentication failed')
+              refuse(NOT_AUTHORIZED)
+            },
+          )
+          ;(client as unknown as { username?: string }).username = username
+        },
+        authorizePublish(client, packet, callback) {
+          const username = (client as unknown as { username?: string } | null)?.username
+          if (client && (!authority || !username || !authority.mayPublish(username, packet.topic)))
+            return callback(new Error(`not allowed to publish to ${packet.topic}`))
+          const consumer = consumerFor(packet.topic)
+          if (!consumer) return callback(null)
+          const handled = consumer.handler({ topic: packet.topic, payload: Buffer.from(packet.payload), username })
+          inFlight.add(handled)
+          handled.then(
+            () => callback(null),
+            (error) => {
+              // Not acknowledged: the device keeps the reading and sends it again after reconnecting.
+              log.warn({ err: error, topic: packet.topic }, 'MQTT message not stored; left unacknowledged')
+              callback(error instanceof Error ? error : new Error(String(error)))
+            },
+          )
+          handled.catch(() => {}).finally(() => inFlight.delete(handled))
+        },
+        authorizeSubscribe(client, subscription, callback) {
+          const username = (client as unknown as { username?: string }).username
+          if (authority && username && authority.maySubscribe(username, subscription.topic)) return callback(null, subscription)
+          callback(new Error(`not allowed to subscribe to ${subscription.topic}`))
+        },
+      })
+      const b = broker
+      server = createServer((socket) => {
+        sockets.add(socket)
+        socket.once('close', () => sockets.delete(socket))
+        b.handle(socket)
+      })
+      const listen = (p: number) =>
+        new Promise<void>((resolve, reject) => {
+          server!.once('error', reject)
+          server!.listen(p, host, () => resolve())
+        })
+      await listen(port).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EADDRINUSE' || !portIsDefault) throw error
+        log.warn({ port }, 'MQTT_PORT (default) is taken; the embedded broker uses a free port instead, set MQTT_PORT to choose one')
+        await listen(0)
+      })
+      listening = (server.address() as { port: number }).port
+      log.info({ port: listening }, 'embedded MQTT broker listening')
+    },
+    async stop() {
+      // Stop accepting devices, close the ones connected (their wills are handled too), then drain.
+      const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
+      if (broker) await new Promise<void>((resolve) => broker!.close(() => resolve()))
+      for (const socket of sockets) socket.destroy()
+      await Promise.allSettled([...inFlight])
+      await closed
+      broker = undefined
+    },
+    health() {
+      return broker ? { status: 'up' } : { status: 'down', detail: 'embedded MQTT broker not running' }
+    },
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * An external broker (Mosquitto, EMQX) over MQTT 5. Each consumer group subscribes through
+ * `$share/<group>/<filter>`, so replicas split the stream, with persistent sessions (stable client
+ * ids, session expiry), so messages published while the plugin is down wait in the broker. mqtt.js
+ * acknowledges a QoS 1 message when handleMessage's callback runs: it runs after the handler
+ * resolved. mqtt.js handles one message per connection at a time, so each group opens several
+ * connections (MQTT_CONSUMERS) to keep batches full. Device credentials and topic rights are the
+ * broker's configuration (see deploy/mosquitto).
+ */
+import { hostname } from 'node:os'
+import mqtt, { type MqttClient } from 'mqtt'
+import type { Logger } from 'pino'
+import { type MqttHandler, type MqttPort, topicMatches } from './port'
+
+export interface ExternalOptions {
+  url: string
+  /** Connections per consumer group. */
+  consumers: number
+  sessionExpirySeconds: number
+  /** Distinguishes this replica's sessions from the others' (defaults to the host name). */
+  instance?: string
+}
+
+export function externalBroker(options: ExternalOptions, log: Logger): MqttPort {
+  const groups = new Map<string, { filter: string; handler: MqttHandler }[]>()
+  const clients: MqttClient[] = []
+  const inFlight = new Set<Promise<void>>()
+  let stopping = false
+  const instance = (options.instance ?? hostname()).replace(/[^\w-]/g, '_')
+
+  const connect = (clientId: string, consumers: { filter: string; handler: MqttHandler }[]) => {
+    const client = mqtt.connect(options.url, {
+      clientId,
+      protocolVersion: 5,
+      clean: false,
+      properties: { sessionExpiryInterval: options.sessionExpirySeconds, receiveMaximum: 1000 },
+      reconnectPeriod: 500,
+      connectTimeout: 5000,
+      manualConnect: true,
+    })
+    client.handleMessage = (packet, done) => {
+      const consumer = consumers.find((c) => topicMatches(c.filter, packet.topic))
+      if (!consumer || stopping) return stopping ? undefined : done()
+      const handled = consumer.handler({ topic: packet.topic, payload: Buffer.from(packet.payload as Buffer) })
+      inFlight.add(handled)
+      handled.then(
+        () => done(),
+        (error) => {
+          // Unacknowledged: dropping the connection makes the broker deliver it again on reconnect.
+          log.warn({ err: error, topic: packet.topic }, 'MQTT message not stored; reconnecting to have it redelivered')
+          client.stream?.destroy()
+        },
+      )
+      handled.catch(() => {}).finally(() => inFlight.delete(handled))
+    }
+    client.on('error', (error) => log.warn({ err: error, clientId }, 'MQTT connection error'))
+    clients.push(client)
+    return client
+  }
+
+  return {
+    port: 0,
+    consume(group, filter, handler) {
+      const list = groups.get(group) ?? []
+      list.push({ filter, handler })
+      groups.set(group, list)
+    },
+    authorize() {},
+    async publish(topic, payload, publishOptions = {}) {
+      const client = clients[0]
+      if (!client) throw new Error('the MQTT port is not started')
+      await client.publishAsync(topic, payload, { qos: publishOptions.qos ?? 0, retain: publishOptions.retain ?? false })
+    },
+    async start() {
+      if (groups.size === 0) connect(`tessera-${instance}`, [])
+      for (const [group, consumers] of groups)
+        for (let i = 0; i < options.consumers; i++) connect(`tessera-${group}-${instance}-${i}`, consumers)
+      await Promise.all(
+        clients.map(
+          (client) =>
+            new Promise<void>((resolve, reject) => {
+              client.once('connect', () => resolve())
+              client.once('error', reject)
+              client.connect()
+            }),
+        ),
+      )
+      for (const [group, consumers] of groups)
+        for (const client of clients.filter((c) => c.options.clientId?.startsWith(`tessera-${group}-`)))
+          await client.subscribeAsync(
+            consumers.map((c) => `$share/${group}/${c.filter}`),
+            { qos: 1 },
+          )
+      log.info({ url: options.url, groups: [...groups.keys()], connections: clients.length }, 'connected to the MQTT broker')
+    },
+    async stop() {
+      stopping = true
+      await Promise.allSettled([...inFlight])
+      await Promise.all(clients.map((c) => c.endAsync()))
+    },
+    health() {
+      const down = clients.filter((c) => !c.connected).length
+      return down === 0 ? { status: 'up' } : { status: 'down', detail: `${down} of ${clients.length} MQTT connections are down` }
+    },
+  }
+}
