@@ -3,10 +3,11 @@
  * A plugin imports these types, never another plugin's files.
  */
 import { authActions, authEvents } from './auth'
+import { inventoryActions, inventoryEvents } from './inventory'
 import type { InputOf, OutputOf, PayloadOf } from './define'
 
-export const actions = { ...authActions }
-export const events = { ...authEvents }
+export const actions = { ...authActions, ...inventoryActions }
+export const events = { ...authEvents, ...inventoryEvents }
 
 export type Actions = typeof actions
 export type ActionName = keyof Actions
@@ -19,3 +20,4 @@ export type EventPayload<E extends EventType> = PayloadOf<Events[E]>
 
 export * from './define'
 export * as auth from './auth'
+export * as inventory from './inventory'

@@ -1,0 +1,131 @@
+/** The inventory plugin's tables. Quantities are integers; `warehouse` columns hold the warehouse code. */
+import { table } from '../../kernel/db/schema'
+
+export const schema = {
+  warehouses: table(
+    'inventory_warehouses',
+    (c) => ({ id: c.id(), code: c.text('code').notNull(), name: c.text('name').notNull(), createdAt: c.timestamp('created_at').notNull() }),
+    (c) => (t) => [c.uniqueIndex('inventory_warehouses_code').on(t.code)],
+  ),
+  items: table(
+    'inventory_items',
+    (c) => ({
+      id: c.id(),
+      sku: c.text('sku').notNull(),
+      name: c.text('name').notNull(),
+      reorderPoint: c.integer('reorder_point'),
+      reorderQuantity: c.integer('reorder_quantity'),
+      supplierId: c.text('supplier_id'),
+      createdAt: c.timestamp('created_at').notNull(),
+    }),
+    (c) => (t) => [c.uniqueIndex('inventory_items_sku').on(t.sku)],
+  ),
+  /** One row per (sku, warehouse); available = onHand - reserved. */
+  levels: table(
+    'inventory_levels',
+    (c) => ({
+      sku: c.text('sku').notNull(),
+      warehouse: c.text('warehouse').notNull(),
+      onHand: c.integer('on_hand').notNull().default(0),
+      reserved: c.integer('reserved').notNull().default(0),
+      /** `ts` of the last applied count reading; older counts are stale. */
+      lastCountTs: c.bigint('last_count_ts'),
+      /** A low-stock alert is open: not raised again until available rises above the reorder point. */
+      lowAlerted: c.boolean('low_alerted').notNull().default(false),
+      updatedAt: c.timestamp('updated_at').notNull(),
+    }),
+    (c) => (t) => [c.primaryKey({ columns: [t.sku, t.warehouse] })],
+  ),
+  /** The append-only ledger: every change of onHand is one row. */
+  movements: table(
+    'inventory_movements',
+    (c) => ({
+      id: c.id(),
+      sku: c.text('sku').notNull(),
+      warehouse: c.text('warehouse').notNull(),
+      delta: c.integer('delta').notNull(),
+      onHandAfter: c.integer('on_hand_after').notNull(),
+      reason: c.text('reason').notNull(),
+      source: c.text('source').notNull(),
+      at: c.timestamp('at').notNull(),
+    }),
+    (c) => (t) => [c.index('inventory_movements_level').on(t.sku, t.warehouse, t.id)],
+  ),
+  reservations: table(
+    'inventory_reservations',
+    (c) => ({
+      id: c.id(),
+      sku: c.text('sku').notNull(),
+      warehouse: c.text('warehouse').notNull(),
+      quantity: c.integer('quantity').notNull(),
+      reference: c.text('reference').notNull(),
+      /** active → committed | released | expired */
+      status: c.text('status').notNull(),
+      expiresAt: c.timestamp('expires_at').notNull(),
+      createdAt: c.timestamp('created_at').notNull(),
+    }),
+    (c) => (t) => [c.index('inventory_reservations_expiry').on(t.status, t.expiresAt)],
+  ),
+  suppliers: table('inventory_suppliers', (c) => ({
+    id: c.id(),
+    name: c.text('name').notNull(),
+    email: c.text('email'),
+    createdAt: c.timestamp('created_at').notNull(),
+  })),
+  purchaseOrders: table('inventory_purchase_orders', (c) => ({
+    id: c.id(),
+    supplierId: c.text('supplier_id').notNull(),
+    warehouse: c.text('warehouse').notNull(),
+    /** draft → ordered → received (or cancelled) */
+    status: c.text('status').notNull(),
+    lines: c.json<{ sku: string; quantity: number }[]>('lines').notNull(),
+    createdAt: c.timestamp('created_at').notNull(),
+    updatedAt: c.timestamp('updated_at').notNull(),
+  })),
+  devices: table('inventory_devices', (c) => ({
+    id: c.id(),
+    warehouse: c.text('warehouse').notNull(),
+    name: c.text('name').notNull(),
+    secretHash: c.text('secret_hash').notNull(),
+    status: c.text('status').notNull(),
+    lastSeenAt: c.timestamp('last_seen_at'),
+    heartbeatSeconds: c.integer('heartbeat_seconds').notNull(),
+    createdAt: c.timestamp('created_at').notNull(),
+  })),
+  /** Every reading received, applied or not; (deviceId, seq) is what makes re-sends harmless. */
+  readings: table(
+    'inventory_readings',
+    (c) => ({
+      id: c.id(),
+      deviceId: c.text('device_id').notNull(),
+      seq: c.bigint('seq'),
+      ts: c.bigint('ts'),
+      sku: c.text('sku'),
+      type: c.text('type'),
+      value: c.integer('value'),
+      /** applied | stale | rejected */
+      status: c.text('status').notNull(),
+      reason: c.text('reason'),
+      /** The payload as received, for rejected readings. */
+      raw: c.text('raw'),
+      receivedAt: c.timestamp('received_at').notNull(),
+    }),
+    (c) => (t) => [c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq), c.index('inventory_readings_device').on(t.deviceId, t.id)],
+  ),
+  alerts: table(
+    'inventory_alerts',
+    (c) => ({
+      id: c.id(),
+      /** low_stock | device_offline */
+      type: c.text('type').notNull(),
+      sku: c.text('sku'),
+      warehouse: c.text('warehouse'),
+      deviceId: c.text('device_id'),
+      message: c.text('message').notNull(),
+      createdAt: c.timestamp('created_at').notNull(),
+    }),
+    (c) => (t) => [c.index('inventory_alerts_created').on(t.id)],
+  ),
+}
+
+export type InventorySchema = typeof schema

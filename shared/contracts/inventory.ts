@@ -1,0 +1,71 @@
+import { Type as t } from '@sinclair/typebox'
+import { action, event } from './define'
+
+export const StockLevel = t.Object({
+  sku: t.String(),
+  warehouse: t.String(),
+  onHand: t.Integer(),
+  reserved: t.Integer(),
+  available: t.Integer(),
+})
+
+export const Reservation = t.Object({
+  id: t.String(),
+  sku: t.String(),
+  warehouse: t.String(),
+  quantity: t.Integer(),
+  reference: t.String(),
+  status: t.Union([t.Literal('active'), t.Literal('committed'), t.Literal('released'), t.Literal('expired')]),
+  expiresAt: t.String({ format: 'date-time' }),
+  createdAt: t.String({ format: 'date-time' }),
+})
+
+const ReservationRef = t.Object({ id: t.String({ maxLength: 64 }) })
+
+export const inventoryActions = {
+  'inventory.reserve': action({
+    input: t.Object({
+      sku: t.String({ minLength: 1, maxLength: 64 }),
+      warehouse: t.String({ minLength: 1, maxLength: 32 }),
+      quantity: t.Integer({ minimum: 1 }),
+      reference: t.String({ minLength: 1, maxLength: 128 }),
+      ttlSeconds: t.Optional(t.Integer({ minimum: 1, maximum: 86_400 })),
+    }),
+    output: Reservation,
+    idempotent: false,
+    doc: 'Holds stock for a reference until committed, released or expired; Conflict (OUT_OF_STOCK) when available is short.',
+  }),
+  'inventory.commit': action({
+    input: ReservationRef,
+    output: Reservation,
+    idempotent: true,
+    doc: 'The reserved stock leaves: onHand and reserved drop. Committing twice is a no-op.',
+  }),
+  'inventory.release': action({
+    input: ReservationRef,
+    output: Reservation,
+    idempotent: true,
+    doc: 'Gives the reserved stock back. Releasing twice is a no-op.',
+  }),
+  'inventory.getStock': action({
+    input: t.Object({ sku: t.Optional(t.String()), warehouse: t.Optional(t.String()) }),
+    output: t.Object({ items: t.Array(StockLevel) }),
+    idempotent: true,
+    doc: 'Stock levels, filtered by SKU and/or warehouse.',
+  }),
+}
+
+export const inventoryEvents = {
+  'inventory.stock.changed': event({
+    payload: StockLevel,
+    doc: 'onHand or reserved of one SKU in one warehouse changed (coalesced per sensor batch).',
+  }),
+  'inventory.stock.low': event({
+    payload: t.Object({ sku: t.String(), warehouse: t.String(), available: t.Integer(), reorderPoint: t.Integer(), reorderQuantity: t.Union([t.Integer(), t.Null()]) }),
+    doc: 'available fell to the reorder point; raised once until it rises above it again.',
+  }),
+  'inventory.device.status': event({
+    payload: t.Object({ deviceId: t.String(), warehouse: t.String(), status: t.Union([t.Literal('online'), t.Literal('offline')]) }),
+    doc: 'A device went online or offline (last will, status topic or heartbeat timeout).',
+  }),
+}
