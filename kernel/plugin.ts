@@ -77,3 +77,19 @@ export function definePlugin<S extends Spec = {}, T extends Schema = {}>(manifes
 }
 
 export type AnyPlugin = PluginManifest<any, any>
+
+/**
+ * State a plugin builds in `setup` and uses in `start`/`stop`, kept per context (not in a module
+ * variable), so two kernels in one process (tests, or several hosts) never share it.
+ */
+export function pluginState<T>() {
+  const states = new WeakMap<object, T>()
+  return {
+    set: (ctx: object, state: T) => void states.set(ctx, state),
+    get(ctx: object): T {
+      const state = states.get(ctx)
+      if (!state) throw new Error('plugin state read before setup')
+      return state
+    },
+  }
+}

@@ -3,13 +3,13 @@
  * every other plugin's routes accept, and revokes them when an admin disables a user.
  */
 import { ConfigError, setting } from '../../kernel/config'
-import { definePlugin } from '../../kernel/plugin'
+import { definePlugin, pluginState } from '../../kernel/plugin'
 import { announce } from './events'
 import { authRoutes } from './routes'
 import { schema } from './schema'
 import { AuthService, toPublicUser } from './service'
 
-let service: AuthService
+const state = pluginState<AuthService>()
 
 export default definePlugin({
   name: 'auth',
@@ -32,7 +32,7 @@ export default definePlugin({
       throw new ConfigError([`${c.ADMIN_EMAIL ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL'} must be set too: the admin account needs both`])
     if (c.ADMIN_PASSWORD && c.ADMIN_PASSWORD.length < 8) throw new ConfigError(['ADMIN_PASSWORD must be at least 8 characters'])
     const window = { durationSeconds: c.LOGIN_THROTTLE_WINDOW_SECONDS, blockSeconds: c.LOGIN_THROTTLE_WINDOW_SECONDS }
-    service = new AuthService({
+    const service = new AuthService({
       db: ctx.db,
       t: ctx.tables,
       identity: ctx.identity,
@@ -45,6 +45,7 @@ export default definePlugin({
         byIp: ctx.cache.limiter('login-ip', { points: c.LOGIN_MAX_FAILURES_PER_IP, ...window }),
       },
     })
+    state.set(ctx, service)
     ctx.mount(authRoutes(ctx, service))
     ctx.provide('auth.getUser', async ({ id }) => {
       const user = await service.find(id)
@@ -52,6 +53,7 @@ export default definePlugin({
     })
   },
   async start(ctx) {
+    const service = state.get(ctx)
     await service.restoreRevocations()
     if (ctx.config.ADMIN_EMAIL && ctx.config.ADMIN_PASSWORD) await service.bootstrapAdmin(ctx.config.ADMIN_EMAIL, ctx.config.ADMIN_PASSWORD)
   },

@@ -1,0 +1,171 @@
+/**
+ * The device registry: credentials (a random secret shown once, stored as a SHA-256 hash: the
+ * secret has 256 bits of entropy, so a slow password hash would only slow reconnect storms), the
+ * MQTT authority (a device may publish only under its own topic prefix), online/offline status from
+ * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { and, desc, eq, lt } from 'drizzle-orm'
+import type { Database, Db, Tables } from '../../kernel/db'
+import type { MqttAuthority } from '../../kernel/mqtt'
+import type { PluginContext } from '../../kernel/plugin'
+import { NotFound } from '../../shared/errors'
+import type { InventorySchema } from './schema'
+
+type DeviceRow = Tables<InventorySchema>['devices']['$inferSelect']
+
+export interface DeviceView {
+  id: string
+  warehouse: string
+  name: string
+  status: 'online' | 'offline'
+  lastSeenAt: string | null
+  heartbeatSeconds: number
+}
+
+export const toDeviceView = (d: DeviceRow): DeviceView => ({
+  id: d.id,
+  warehouse: d.warehouse,
+  name: d.name,
+  status: d.status as 'online' | 'offline',
+  lastSeenAt: d.lastSeenAt ? d.lastSeenAt.toISOString() : null,
+  heartbeatSeconds: d.heartbeatSeconds,
+})
+
+const sha256 = (text: string) => new Bun.CryptoHasher('sha256').update(text).digest()
+const TOPIC = /^warehouses\/([^/]+)\/devices\/([^/]+)\/(readings|status)$/
+
+/** `warehouses/{code}/devices/{id}/{kind}` → its parts, or undefined. */
+export function parseDeviceTopic(topic: string) {
+  const m = TOPIC.exec(topic)
+  return m ? { warehouse: m[1], deviceId: m[2], kind: m[3] as 'readings' | 'status' } : undefined
+}
+
+export class DeviceRegistry implements MqttAuthority {
+  /** Credentials and binding of devices seen, so a reconnect storm does not become a query storm. */
+  private readonly known = new Map<string, { secretHash: Buffer; warehouse: string }>()
+
+  constructor(
+    private readonly db: Database,
+    private readonly t: Tables<InventorySchema>,
+    private readonly events: PluginContext['events'],
+  ) {}
+
+  async create(input: { warehouse: string; name: string; heartbeatSeconds?: number }) {
+    const { warehouses, devices } = this.t
+    const [warehouse] = await this.db.read.select().from(warehouses).where(eq(warehouses.code, input.warehouse))
+    if (!warehouse) throw new NotFound(`no warehouse ${input.warehouse}`, 'WAREHOUSE_NOT_FOUND')
+    const id = Bun.randomUUIDv7()
+    const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')
+    const [row] = await this.db.transaction((tx) =>
+      tx
+        .insert(devices)
+        .values({
+          id,
+          warehouse: input.warehouse,
+          name: input.name,
+          secretHash: sha256(secret).toString('hex'),
+          status: 'offline',
+          heartbeatSeconds: input.heartbeatSeconds ?? 60,
+          createdAt: new Date(),
+        })
+        .returning(),
+    )
+    return { ...toDeviceView(row), secret }
+  }
+
+  async get(id: string): Promise<DeviceView> {
+    const [row] = await this.db.read.select().from(this.t.devices).where(eq(this.t.devices.id, id))
+    if (!row) throw new NotFound(`no device ${id}`)
+    return toDeviceView(row)
+  }
+
+  async list(limit: number, after?: string) {
+    const { devices } = this.t
+    const rows = await this.db.read.select().from(devices).where(after ? lt(devices.id, after) : undefined).orderBy(desc(devices.id)).limit(limit)
+    return rows
+  }
+
+  async readings(deviceId: string, limit: number, before?: string) {
+    await this.get(deviceId)
+    const { readings } = this.t
+    return this.db.read
+      .select()
+      .from(readings)
+      .where(and(eq(readings.deviceId, deviceId), before ? lt(readings.id, before) : undefined))
+      .orderBy(desc(readings.id))
+      .limit(limit)
+  }
+
+  /** The device's binding, from memory or the database; undefined for an unknown device. */
+  async binding(deviceId: string) {
+    const cached = this.known.get(deviceId)
+    if (cached) return cached
+    const [row] = await this.db.read.select().from(this.t.devices).where(eq(this.t.devices.id, deviceId))
+    if (!row) return undefined
+    const binding = { secretHash: Buffer.from(row.secretHash, 'hex'), warehouse: row.warehouse }
+    this.known.set(deviceId, binding)
+    return binding
+  }
+
+  // --- MqttAuthority -------------------------------------------------------------------------
+
+  async authenticate(username: string, password: string) {
+    const binding = await this.binding(username)
+    if (!binding) return false
+    return timingSafeEqual(binding.secretHash, sha256(password))
+  }
+
+  mayPublish(username: string, topic: string) {
+    const parts = parseDeviceTopic(topic)
+    const binding = this.known.get(username)
+    return Boolean(parts && binding && parts.deviceId === username && parts.warehouse === binding.warehouse)
+  }
+
+  maySubscribe() {
+    return false
+  }
+
+  // --- status ---------------------------------------------------------------------------------
+
+  /** Records that the device was heard from; turns it online (announcing it) if it was offline. */
+  async seen(tx: Db, deviceId: string, at: Date) {
+    const { devices } = this.t
+    const [flipped] = await tx
+      .update(devices)
+      .set({ status: 'online', lastSeenAt: at })
+      .where(and(eq(devices.id, deviceId), eq(devices.status, 'offline')))
+      .returning()
+    if (flipped) await this.events.publish('inventory.device.status', { deviceId, warehouse: flipped.warehouse, status: 'online' })
+    else await tx.update(devices).set({ lastSeenAt: at }).where(eq(devices.id, deviceId))
+  }
+
+  /** Marks the device offline (last will, its own status message, or silence), raising an alert once. */
+  async offline(tx: Db, deviceId: string, why: string) {
+    const { devices, alerts } = this.t
+    const [flipped] = await tx
+      .update(devices)
+      .set({ status: 'offline' })
+      .where(and(eq(devices.id, deviceId), eq(devices.status, 'online')))
+      .returning()
+    if (!flipped) return
+    await tx.insert(alerts).values({
+      id: Bun.randomUUIDv7(),
+      type: 'device_offline',
+      warehouse: flipped.warehouse,
+      deviceId,
+      message: `device ${flipped.name} (${deviceId}) in ${flipped.warehouse} went offline: ${why}`,
+      createdAt: new Date(),
+    })
+    await this.events.publish('inventory.device.status', { deviceId, warehouse: flipped.warehouse, status: 'offline' })
+  }
+
+  /** Devices silent for longer than their heartbeat timeout go offline. */
+  async sweepSilent(now = Date.now()) {
+    const { devices } = this.t
+    const online = await this.db.read.select().from(devices).where(eq(devices.status, 'online'))
+    for (const d of online)
+      if (!d.lastSeenAt || d.lastSeenAt.getTime() + d.heartbeatSeconds * 1000 < now)
+        await this.db.transaction((tx) => this.offline(tx, d.id, `silent for more than ${d.heartbeatSeconds} s`))
+  }
+}

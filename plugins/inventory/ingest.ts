@@ -1,0 +1,195 @@
+/**
+ * Sensor readings from MQTT into stock. Messages are gathered into batches (whatever arrived while
+ * the previous batch was being written, up to MAX_BATCH) and each batch is one transaction:
+ * validate, de-duplicate by (deviceId, seq), apply through the ledger, keep the reading history
+ * (rejected ones included), announce each changed level once. A message's promise resolves when its
+ * batch has committed, and only then is it acknowledged over MQTT.
+ */
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Type as t } from '@sinclair/typebox'
+import { inArray } from 'drizzle-orm'
+import type { Database, Db, Tables } from '../../kernel/db'
+import type { MqttMessage } from '../../kernel/mqtt'
+import type { PluginContext } from '../../kernel/plugin'
+import type { DeviceRegistry } from './devices'
+import { parseDeviceTopic } from './devices'
+import type { Ledger, Level } from './ledger'
+import type { InventorySchema } from './schema'
+
+const MAX_BATCH = 1000
+/** Larger payloads are rejected (and kept, truncated) rather than parsed. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024
+const MAX_READINGS_PER_MESSAGE = 500
+const RAW_KEPT = 1024
+
+const Reading = t.Object({
+  seq: t.Integer({ minimum: 0 }),
+  ts: t.Integer({ minimum: 0 }),
+  sku: t.String({ minLength: 1, maxLength: 64 }),
+  type: t.Union([t.Literal('delta'), t.Literal('count')]),
+  value: t.Integer({ minimum: -1_000_000_000, maximum: 1_000_000_000 }),
+})
+type Reading = typeof Reading.static
+const readingCheck = TypeCompiler.Compile(Reading)
+
+type Outcome = 'applied' | 'duplicate' | 'rejected' | 'stale'
+
+interface Pending {
+  message: MqttMessage
+  received: number
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+export class Ingest {
+  private queue: Pending[] = []
+  private flushing: Promise<void> | undefined
+  private readonly readingsTotal
+  private readonly batchSize
+  private readonly lag
+
+  constructor(
+    private readonly db: Database,
+    private readonly t: Tables<InventorySchema>,
+    private readonly ledger: Ledger,
+    private readonly devices: DeviceRegistry,
+    metrics: PluginContext['metrics'],
+    private readonly log: PluginContext['log'],
+  ) {
+    this.readingsTotal = metrics.counter('readings_total', 'Sensor readings by outcome', ['outcome'])
+    this.batchSize = metrics.histogram('ingest_batch_size', 'Readings messages per ingest transaction', [], [1, 5, 10, 50, 100, 250, 500, 1000])
+    this.lag = metrics.histogram('ingest_lag_seconds', 'From a reading’s ts to its commit', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30])
+  }
+
+  /** The MQTT handler for readings: resolves once the message's batch has committed. */
+  readonly handle = (message: MqttMessage) =>
+    new Promise<void>((resolve, reject) => {
+      this.queue.push({ message, received: Date.now(), resolve, reject })
+      if (!this.flushing) this.flushing = this.drain()
+    })
+
+  /** Writes batches until the queue is empty. */
+  private async drain() {
+    await new Promise((r) => setImmediate(r))
+    while (this.queue.length) {
+      const batch = this.queue.splice(0, MAX_BATCH)
+      try {
+        await this.apply(batch.map((p) => p.message))
+        for (const p of batch) p.resolve()
+        this.batchSize.observe(batch.length)
+      } catch (error) {
+        this.log.error({ err: error, messages: batch.length }, 'ingest batch failed; readings stay unacknowledged')
+        for (const p of batch) p.reject(error)
+      }
+    }
+    this.flushing = undefined
+  }
+
+  async stop() {
+    await this.flushing
+  }
+
+  private async apply(messages: MqttMessage[]) {
+    const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, rejected: 0, stale: 0 }
+    const lags: number[] = []
+    await this.db.transaction(async (tx) => {
+      const parsed = messages.map((m) => this.parse(m))
+      const skus = new Set(parsed.flatMap((p) => (p.readings ?? []).map((r) => r.sku)))
+      const known = await this.knownSkus(tx, [...skus])
+      const changed: Level[] = []
+      const heard = new Map<string, Date>()
+      const now = new Date()
+      for (const p of parsed) {
+        if (!p.deviceId) continue
+        const binding = await this.devices.binding(p.deviceId)
+        if (!binding || binding.warehouse !== p.warehouse) {
+          counts.rejected += await this.reject(tx, p.deviceId, null, 'unknown device or warehouse', p.raw)
+          continue
+        }
+        heard.set(p.deviceId, now)
+        if (p.error) {
+          counts.rejected += await this.reject(tx, p.deviceId, null, p.error, p.raw)
+          continue
+        }
+        for (const r of p.readings!) {
+          const outcome = await this.applyReading(tx, p.deviceId, p.warehouse, r, known, changed)
+          counts[outcome]++
+          if (outcome === 'applied') lags.push(Date.now() - r.ts)
+        }
+      }
+      for (const [deviceId, at] of heard) await this.devices.seen(tx, deviceId, at)
+      await this.ledger.announce(tx, changed)
+    })
+    for (const [outcome, n] of Object.entries(counts)) if (n) this.readingsTotal.inc({ outcome }, n)
+    for (const ms of lags) this.lag.observe(Math.max(0, ms) / 1000)
+  }
+
+  /** Topic and payload → device, warehouse, readings; or the reason they are refused. */
+  private parse(m: MqttMessage): { deviceId?: string; warehouse: string; readings?: Reading[]; error?: string; raw: string } {
+    const topic = parseDeviceTopic(m.topic)
+    const raw = m.payload.subarray(0, RAW_KEPT).toString('utf8')
+    if (!topic) return { warehouse: '', raw, error: 'not a readings topic' }
+    const base = { deviceId: topic.deviceId, warehouse: topic.warehouse, raw }
+    if (m.payload.byteLength > MAX_PAYLOAD_BYTES) return { ...base, error: `payload over ${MAX_PAYLOAD_BYTES} bytes` }
+    let body: unknown
+    try {
+      body = JSON.parse(m.payload.toString('utf8'))
+    } catch {
+      return { ...base, error: 'malformed JSON' }
+    }
+    const list = Array.isArray(body) ? body : [body]
+    if (list.length === 0 || list.length > MAX_READINGS_PER_MESSAGE)
+      return { ...base, error: `a message carries 1 to ${MAX_READINGS_PER_MESSAGE} readings` }
+    for (const r of list)
+      if (!readingCheck.Check(r)) {
+        const first = [...readingCheck.Errors(r)][0]
+        return { ...base, error: `invalid reading${first ? ` at ${first.path || '/'}: ${first.message}` : ''}` }
+      }
+    return { ...base, readings: list as Reading[] }
+  }
+
+  private async knownSkus(tx: Db, skus: string[]) {
+    if (skus.length === 0) return new Set<string>()
+    const { items } = this.t
+    const rows = await tx.select({ sku: items.sku }).from(items).where(inArray(items.sku, skus))
+    return new Set(rows.map((r) => r.sku))
+  }
+
+  private async applyReading(tx: Db, deviceId: string, warehouse: string, r: Reading, known: Set<string>, changed: Level[]): Promise<Outcome> {
+    const { readings } = this.t
+    const status: Outcome = known.has(r.sku) ? 'applied' : 'rejected'
+    const [stored] = await tx
+      .insert(readings)
+      .values({
+        id: Bun.randomUUIDv7(),
+        deviceId,
+        seq: r.seq,
+        ts: r.ts,
+        sku: r.sku,
+        type: r.type,
+        value: r.value,
+        status,
+        reason: status === 'rejected' ? `unknown SKU ${r.sku}` : null,
+        receivedAt: new Date(),
+      })
+      .onConflictDoNothing()
+      .returning({ id: readings.id })
+    if (!stored) return 'duplicate'
+    if (status === 'rejected') return 'rejected'
+    const movement = { sku: r.sku, warehouse, reason: `sensor ${r.type}`, source: `sensor:${deviceId}`, at: new Date(r.ts) }
+    const level =
+      r.type === 'delta' ? await this.ledger.adjust(tx, { ...movement, delta: r.value }) : await this.ledger.count(tx, { ...movement, value: r.value, ts: r.ts })
+    if (!level) {
+      await tx.update(readings).set({ status: 'stale', reason: 'an older count than the last applied one' }).where(inArray(readings.id, [stored.id]))
+      return 'stale'
+    }
+    changed.push(level)
+    return 'applied'
+  }
+
+  /** Keeps a refused message for inspection; counts as one rejected reading. */
+  private async reject(tx: Db, deviceId: string, seq: number | null, reason: string, raw: string) {
+    await tx.insert(this.t.readings).values({ id: Bun.randomUUIDv7(), deviceId, seq, status: 'rejected', reason, raw, receivedAt: new Date() })
+    return 1
+  }
+}
