@@ -113,6 +113,7 @@ export const kernelSettings = {
   MQTT_CONSUMERS: setting.int('connections per consumer group to an external broker (each handles one message at a time)', 8, 1, 64),
   MQTT_SESSION_EXPIRY_SECONDS: setting.int('how long an external broker keeps messages for a consumer that is away', 86_400, 0),
   MQTT_INSTANCE: setting.optional('this replica\'s name in its MQTT client ids (default: the host name); must be stable across restarts'),
+  MQTT_PROVISIONING: setting.oneOf('how device credentials reach an external broker: none (the operator configures it) or mosquitto-dynsec (needs an admin account in MQTT_URL)', ['none', 'mosquitto-dynsec'], 'none'),
   JWT_SECRET: setting.string('HMAC secret of access tokens; production refuses the default', DEV_JWT_SECRET),
   PLUGINS: setting.list('comma-separated plugins to host; unset = every plugin; `gateway` is the gateway role'),
   PLUGINS_DIR: setting.list('folders holding one sub-folder per plugin, comma-separated', 'plugins'),

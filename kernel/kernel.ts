@@ -155,6 +155,7 @@ export class Kernel {
           consume: (filter, handler) => mqtt.consume(name, filter, handler),
           authorize: (authority) => mqtt.authorize(authority),
           publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
+          grant: (client) => mqtt.grant(client),
         },
         router: () => pluginRouter(base, name),
         mount: (router) => void routers.push(router),

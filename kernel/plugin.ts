@@ -15,7 +15,7 @@ import type { Identity } from './http/identity'
 import type { PluginMetrics } from './http/metrics'
 import type { PluginRouter } from './http/router'
 import type { Logger } from './log'
-import type { MqttAuthority, MqttHandler } from './mqtt'
+import type { MqttAuthority, MqttGrant, MqttHandler } from './mqtt'
 
 export interface HealthReport {
   status: 'up' | 'down'
@@ -50,6 +50,8 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     consume(filter: string, handler: MqttHandler): void
     authorize(authority: MqttAuthority): void
     publish(topic: string, payload: string | Buffer, options?: { qos?: 0 | 1; retain?: boolean }): Promise<void>
+    /** Tells an external broker that this client may log in and publish under these filters. */
+    grant(client: MqttGrant): Promise<void>
   }
   /** A router under `/api/v1/<plugin>`, tagged for OpenAPI, that understands `auth` and `creates`. */
   router(): PluginRouter

@@ -218,7 +218,7 @@ describe('deploy/', () => {
   test('docker-compose.yml: all-in-one Tessera with PostgreSQL, Redis and Mosquitto', () => {
     const [compose] = parsed.get('deploy/docker-compose.yml')!
     const s = compose.services
-    expect(Object.keys(s).sort()).toEqual(['mosquitto', 'postgres', 'redis', 'tessera'])
+    expect(Object.keys(s).sort()).toEqual(['mosquitto', 'mosquitto-init', 'postgres', 'redis', 'tessera'])
     expect(s.tessera.build.context).toBe('..')
     expect(existsSync(join(deployDir, s.tessera.build.context, s.tessera.build.dockerfile))).toBe(true)
     const env = s.tessera.environment

@@ -36,6 +36,7 @@ export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', port
     authorize(a) {
       authority = a
     },
+    async grant() {},
     async publish(topic, payload, options = {}) {
       if (!broker) throw new Error('the embedded MQTT broker is not running')
       const b = broker

@@ -19,7 +19,11 @@ export interface ExternalOptions {
   sessionExpirySeconds: number
   /** Distinguishes this replica's sessions from the others' (defaults to the host name). */
   instance?: string
+  /** How `grant` reaches the broker: not at all, or Mosquitto's dynamic-security plugin. */
+  provisioning: 'none' | 'mosquitto-dynsec'
 }
+
+const DYNSEC = '$CONTROL/dynamic-security/v1'
 
 export function externalBroker(options: ExternalOptions, log: Logger): MqttPort {
   const groups = new Map<string, { filter: string; handler: MqttHandler }[]>()
@@ -66,6 +70,17 @@ export function externalBroker(options: ExternalOptions, log: Logger): MqttPort 
       groups.set(group, list)
     },
     authorize() {},
+    async grant(grant) {
+      if (options.provisioning === 'none') return
+      const client = clients[0]
+      if (!client) throw new Error('the MQTT port is not started')
+      const role = `tessera-client-${grant.username}`
+      // Each command is answered on <topic>/response; creating what exists already is harmless.
+      await dynsec(client, [
+        { command: 'createRole', rolename: role, acls: grant.publish.map((topic) => ({ acltype: 'publishClientSend', topic, allow: true })) },
+        { command: 'createClient', username: grant.username, password: grant.password, roles: [{ rolename: role }] },
+      ])
+    },
     async publish(topic, payload, publishOptions = {}) {
       const client = clients[0]
       if (!client) throw new Error('the MQTT port is not started')
@@ -103,4 +118,24 @@ export function externalBroker(options: ExternalOptions, log: Logger): MqttPort 
       return down === 0 ? { status: 'up' } : { status: 'down', detail: `${down} of ${clients.length} MQTT connections are down` }
     },
   }
+}
+
+/** Sends Mosquitto dynamic-security commands and waits for their answer. */
+async function dynsec(client: MqttClient, commands: Record<string, unknown>[]) {
+  const response = `${DYNSEC}/response`
+  await client.subscribeAsync(response, { qos: 1 })
+  const answered = new Promise<{ responses: { command: string; error?: string }[] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the broker did not answer the dynamic-security commands')), 5000)
+    const onMessage = (topic: string, payload: Buffer) => {
+      if (topic !== response) return
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      resolve(JSON.parse(payload.toString('utf8')))
+    }
+    client.on('message', onMessage)
+  })
+  await client.publishAsync(DYNSEC, JSON.stringify({ commands }), { qos: 1 })
+  const { responses } = await answered
+  const failed = responses.filter((r) => r.error && !/already exists/i.test(r.error))
+  if (failed.length) throw new Error(`broker refused: ${failed.map((r) => `${r.command}: ${r.error}`).join('; ')}`)
 }

@@ -22,12 +22,23 @@ export interface MqttAuthority {
   maySubscribe(username: string, filter: string): boolean
 }
 
+export interface MqttGrant {
+  username: string
+  password: string
+  publish: string[]
+}
+
 export interface MqttPort {
   /** Handles every message on `filter` (MQTT wildcards); replicas of one plugin share the stream. */
   consume(group: string, filter: string, handler: MqttHandler): void
   /** The device authority; with an external broker the broker's own configuration decides instead. */
   authorize(authority: MqttAuthority): void
   publish(topic: string, payload: string | Buffer, options?: { qos?: 0 | 1; retain?: boolean }): Promise<void>
+  /**
+   * Lets a client log in and publish under `publish` (topic filters). The embedded broker asks the
+   * authority instead, so this does nothing there; an external broker is told (MQTT_PROVISIONING).
+   */
+  grant(client: MqttGrant): Promise<void>
   start(): Promise<void>
   /** Stops taking messages and waits for the handlers in flight. */
   stop(): Promise<void>

@@ -49,6 +49,7 @@ export class DeviceRegistry implements MqttAuthority {
     private readonly db: Database,
     private readonly t: Tables<InventorySchema>,
     private readonly events: PluginContext['events'],
+    private readonly mqtt: PluginContext['mqtt'],
   ) {}
 
   async create(input: { warehouse: string; name: string; heartbeatSeconds?: number }) {
@@ -57,8 +58,8 @@ export class DeviceRegistry implements MqttAuthority {
     if (!warehouse) throw new NotFound(`no warehouse ${input.warehouse}`, 'WAREHOUSE_NOT_FOUND')
     const id = Bun.randomUUIDv7()
     const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')
-    const [row] = await this.db.transaction((tx) =>
-      tx
+    const row = await this.db.transaction(async (tx) => {
+      const [created] = await tx
         .insert(devices)
         .values({
           id,
@@ -69,8 +70,12 @@ export class DeviceRegistry implements MqttAuthority {
           heartbeatSeconds: input.heartbeatSeconds ?? 60,
           createdAt: new Date(),
         })
-        .returning(),
-    )
+        .returning()
+      // An external broker learns the credentials before the device exists here (the secret is in
+      // clear only in this call); if the broker refuses, the device is not created.
+      await this.mqtt.grant({ username: id, password: secret, publish: [`warehouses/${input.warehouse}/devices/${id}/#`] })
+      return created
+    })
     return { ...toDeviceView(row), secret }
   }
 

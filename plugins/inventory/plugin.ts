@@ -24,7 +24,7 @@ export default definePlugin({
   },
   setup(ctx) {
     const ledger = new Ledger(ctx.tables, ctx.events)
-    const devices = new DeviceRegistry(ctx.db, ctx.tables, ctx.events)
+    const devices = new DeviceRegistry(ctx.db, ctx.tables, ctx.events, ctx.mqtt)
     const ingest = new Ingest(ctx.db, ctx.tables, ledger, devices, ctx.metrics, ctx.log)
     state.set(ctx, { devices, ingest })
     ctx.mqtt.authorize(devices)
