@@ -225,7 +225,9 @@ describe('deploy/', () => {
     expect(env.PLUGINS).toBeUndefined() // all-in-one: every plugin
     expect(env.DATABASE_URL).toMatch(/^postgres:\/\/.+@postgres:5432\//)
     expect(env.REDIS_URL).toBe('redis://redis:6379')
-    expect(env.MQTT_URL).toBe('mqtt://mosquitto:1883')
+    // Tessera's broker account provisions device credentials through Mosquitto's dynamic security.
+    expect(env.MQTT_URL).toMatch(/^mqtt:\/\/tessera:.+@mosquitto:1883$/)
+    expect(env.MQTT_PROVISIONING).toBe('mosquitto-dynsec')
     expect(env.JWT_SECRET).toMatch(/^\$\{JWT_SECRET:\?/) // must come from the operator, never a default
     expect(s.tessera.depends_on.postgres.condition).toBe('service_healthy')
     expect(s.tessera.depends_on.redis.condition).toBe('service_healthy')
