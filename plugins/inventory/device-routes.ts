@@ -36,7 +36,7 @@ export function deviceRoutes(ctx: PluginContext, devices: DeviceRegistry) {
       body: t.Object({
         warehouse: Code,
         name: t.String({ minLength: 1, maxLength: 100 }),
-        heartbeatSeconds: t.Optional(t.Integer({ minimum: 5, maximum: 86_400 })),
+        heartbeatSeconds: t.Optional(t.Integer({ minimum: 1, maximum: 86_400 })),
       }),
       response: { 201: t.Composite([Device, t.Object({ secret: t.String() })]) },
       detail: { summary: 'Register a device; its MQTT password (secret) is shown in this answer only' },
