@@ -7,7 +7,7 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
-import { inArray } from 'drizzle-orm'
+import { eq, inArray } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -176,11 +176,12 @@ export class Ingest {
       .returning({ id: readings.id })
     if (!stored) return 'duplicate'
     if (status === 'rejected') return 'rejected'
-    const movement = { sku: r.sku, warehouse, reason: `sensor ${r.type}`, source: `sensor:${deviceId}`, at: new Date(r.ts) }
+    const movement = { sku: r.sku, warehouse, reason: `sensor ${r.type}`, source: `sensor:${deviceId}`, ts: r.ts }
     const level =
-      r.type === 'delta' ? await this.ledger.adjust(tx, { ...movement, delta: r.value }) : await this.ledger.count(tx, { ...movement, value: r.value, ts: r.ts })
+      r.type === 'delta' ? await this.ledger.adjust(tx, { ...movement, delta: r.value }) : await this.ledger.count(tx, { ...movement, value: r.value })
     if (!level) {
-      await tx.update(readings).set({ status: 'stale', reason: 'an older count than the last applied one' }).where(inArray(readings.id, [stored.id]))
+      const reason = r.type === 'count' ? 'not newer than the last applied count' : 'from before the last applied count, which includes it'
+      await tx.update(readings).set({ status: 'stale', reason }).where(eq(readings.id, stored.id))
       return 'stale'
     }
     changed.push(level)

@@ -3,7 +3,7 @@
  * transaction, and writes its movement row. Conditional updates settle races in the database.
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
-import { and, eq, gte, sql } from 'drizzle-orm'
+import { and, eq, gt, gte, isNull, lt, or, sql } from 'drizzle-orm'
 import type { Db, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { InventorySchema } from './schema'
@@ -57,37 +57,51 @@ export class Ledger {
 
   /**
    * onHand += delta. With `keepAvailable`, refuses (returns undefined) a decrease that would take
-   * available below zero; sensors report what physically happened, so they do not set it.
+   * available below zero; sensors report what physically happened, so they do not set it. With
+   * `ts` (a sensor's time), a delta from before the last applied count is already part of that
+   * count: it is stale (undefined).
    */
-  async adjust(tx: Db, m: Movement & { delta: number; keepAvailable?: boolean }): Promise<Level | undefined> {
+  async adjust(tx: Db, m: Movement & { delta: number; keepAvailable?: boolean; ts?: number }): Promise<Level | undefined> {
     const { levels } = this.t
     await this.ensureLevel(tx, m.sku, m.warehouse)
-    const guard = m.keepAvailable && m.delta < 0 ? gte(sql`${levels.onHand} - ${levels.reserved} + ${m.delta}`, 0) : undefined
+    const available = m.keepAvailable && m.delta < 0 ? gte(sql`${levels.onHand} - ${levels.reserved} + ${m.delta}`, 0) : undefined
+    const afterLastCount = m.ts === undefined ? undefined : or(isNull(levels.lastCountTs), lt(levels.lastCountTs, m.ts))
     const [row] = await tx
       .update(levels)
       .set({ onHand: sql`${levels.onHand} + ${m.delta}`, updatedAt: new Date() })
-      .where(and(this.where(m.sku, m.warehouse), guard))
+      .where(and(this.where(m.sku, m.warehouse), available, afterLastCount))
       .returning()
     if (!row) return undefined
-    if (m.delta !== 0) await this.record(tx, m, m.delta, row.onHand)
+    if (m.delta !== 0) await this.record(tx, { ...m, at: m.ts === undefined ? m.at : new Date(m.ts) }, m.delta, row.onHand)
     return toLevel(row)
   }
 
-  /** onHand = value (a physical count); a count older than the last applied one is stale (undefined). */
+  /**
+   * A physical count: onHand was `value` at time `ts`. Movements recorded after `ts` (deltas that
+   * arrived before this count, adjustments, commits) happened on top of it, so onHand becomes value
+   * plus their sum: the result does not depend on the order readings arrive in. A count not newer
+   * than the last applied one is stale (undefined).
+   */
   async count(tx: Db, m: Movement & { value: number; ts: number }): Promise<Level | undefined> {
-    const { levels } = this.t
+    const { levels, movements } = this.t
     await this.ensureLevel(tx, m.sku, m.warehouse)
+    const at = new Date(m.ts)
     for (;;) {
       const [before] = await tx.select().from(levels).where(this.where(m.sku, m.warehouse))
-      if (before.lastCountTs !== null && m.ts < before.lastCountTs) return undefined
+      if (before.lastCountTs !== null && m.ts <= before.lastCountTs) return undefined
+      const [since] = await tx
+        .select({ sum: sql<number | string | null>`sum(${movements.delta})` })
+        .from(movements)
+        .where(and(eq(movements.sku, m.sku), eq(movements.warehouse, m.warehouse), gt(movements.at, at)))
+      const onHand = m.value + Number(since?.sum ?? 0)
       // Conditional on the value read, so a concurrent change makes this retry instead of being lost.
       const [row] = await tx
         .update(levels)
-        .set({ onHand: m.value, lastCountTs: m.ts, updatedAt: new Date() })
+        .set({ onHand, lastCountTs: m.ts, updatedAt: new Date() })
         .where(and(this.where(m.sku, m.warehouse), eq(levels.onHand, before.onHand)))
         .returning()
       if (!row) continue
-      if (m.value !== before.onHand) await this.record(tx, m, m.value - before.onHand, row.onHand)
+      if (onHand !== before.onHand) await this.record(tx, { ...m, at }, onHand - before.onHand, row.onHand)
       return toLevel(row)
     }
   }

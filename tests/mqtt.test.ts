@@ -1,0 +1,203 @@
+/**
+ * Warehouse sensors over MQTT (CONTRACT.md section 5), black-box: real MQTT clients against the
+ * embedded broker, and in the real-services run also against Mosquitto started from
+ * deploy/mosquitto/mosquitto.conf (device credentials provisioned through dynamic security).
+ * Each case states the stock and ledger it must leave behind, read over HTTP.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import mqtt, { type MqttClient } from 'mqtt'
+import { adminToken, client, eventually, services, startServer, type TestServer, variant } from './harness'
+import { startMosquitto, type TestBroker } from './mosquitto'
+
+const brokers = ['embedded', ...(services.databaseUrl ? ['mosquitto'] : [])] as const
+const INV = '/api/v1/inventory'
+let n = 0
+const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`
+
+for (const kind of brokers) {
+  describe(`MQTT ingestion via the ${kind} broker (${variant})`, () => {
+    let server: TestServer
+    let broker: TestBroker | undefined
+    let token: string
+    let brokerUrl: string
+    const clients: MqttClient[] = []
+    const api = () => client(server.url)
+
+    beforeAll(async () => {
+      if (kind === 'mosquitto') broker = await startMosquitto()
+      server = await startServer({
+        DEVICE_SWEEP_SECONDS: '1',
+        ...(broker ? { MQTT_URL: broker.adminUrl, MQTT_PROVISIONING: 'mosquitto-dynsec', MQTT_INSTANCE: `test-${uid()}` } : {}),
+      })
+      brokerUrl = broker ? broker.url : `mqtt://127.0.0.1:${server.kernel.mqttPort}`
+      token = await adminToken(server.url)
+    })
+    afterAll(async () => {
+      for (const c of clients) c.end(true)
+      await server.stop()
+      await broker?.stop()
+    })
+
+    /** A warehouse, an item and a device, created over HTTP; the device connected over MQTT. */
+    async function setup(options: { heartbeatSeconds?: number; will?: boolean } = {}) {
+      const warehouse = `W${uid()}`
+      const sku = `SKU-${uid()}`
+      expect((await api().post(`${INV}/warehouses`, { code: warehouse, name: 'test' }, token)).status).toBe(201)
+      expect((await api().post(`${INV}/items`, { sku, name: 'thing' }, token)).status).toBe(201)
+      const device = (await api().post(`${INV}/devices`, { warehouse, name: 'gate', heartbeatSeconds: options.heartbeatSeconds }, token)).body
+      const statusTopic = `warehouses/${warehouse}/devices/${device.id}/status`
+      const conn = await mqtt.connectAsync(brokerUrl, {
+        username: device.id,
+        password: device.secret,
+        clientId: `dev-${device.id}`,
+        reconnectPeriod: 0,
+        will: options.will ? { topic: statusTopic, payload: Buffer.from('offline'), qos: 1, retain: true } : undefined,
+      })
+      clients.push(conn)
+      const topic = `warehouses/${warehouse}/devices/${device.id}/readings`
+      const send = (payload: unknown) => conn.publishAsync(topic, typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 })
+      return { warehouse, sku, device, conn, topic, statusTopic, send }
+    }
+
+    const stock = async (sku: string, warehouse: string) =>
+      (await api().get(`${INV}/stock?sku=${sku}&warehouse=${warehouse}`, token)).body.items[0] ?? { onHand: 0 }
+    /**
+     * onHand once the device's readings are stored. The embedded broker acknowledges a reading
+     * only after commit, so it must hold at once; Mosquitto acknowledges on receipt, so we wait.
+     */
+    const settledOnHand = async (sku: string, warehouse: string, expected: number) => {
+      if (kind === 'embedded') return (await stock(sku, warehouse)).onHand
+      await eventually(async () => (await stock(sku, warehouse)).onHand === expected)
+      await Bun.sleep(100) // and nothing more arrives
+      return (await stock(sku, warehouse)).onHand
+    }
+    const movements = async (sku: string, warehouse: string) =>
+      (await api().get(`${INV}/movements?sku=${sku}&warehouse=${warehouse}&limit=200`, token)).body.items as { delta: number; onHandAfter: number; source: string }[]
+    const readings = async (deviceId: string) =>
+      (await api().get(`${INV}/devices/${deviceId}/readings?limit=200`, token)).body.items as { seq: number | null; status: string; reason: string | null; raw: string | null }[]
+    const reading = (seq: number, sku: string, type: 'delta' | 'count', value: number, ts = Date.now()) => ({ seq, ts, sku, type, value })
+
+    test('delta readings add up; each is one ledger movement from the sensor, acknowledged after it is stored', async () => {
+      const d = await setup()
+      await d.send(reading(1, d.sku, 'delta', 10))
+      await d.send(reading(2, d.sku, 'delta', -3))
+      await d.send(reading(3, d.sku, 'delta', 5))
+      expect(await settledOnHand(d.sku, d.warehouse, 12)).toBe(12)
+      const ledger = await movements(d.sku, d.warehouse)
+      // Mosquitto spreads a device's messages over several consumer connections, so only the
+      // embedded broker keeps their order; the sum is the same either way.
+      if (kind === 'embedded') expect(ledger.map((m) => [m.delta, m.onHandAfter]).reverse()).toEqual([[10, 10], [-3, 7], [5, 12]])
+      else expect(ledger.map((m) => m.delta).sort((a, b) => a - b)).toEqual([-3, 5, 10])
+      expect(new Set(ledger.map((m) => m.source))).toEqual(new Set([`sensor:${d.device.id}`]))
+    })
+
+    test('a count sets onHand and is recorded as the difference; an older count is stale and ignored', async () => {
+      const d = await setup()
+      await d.send(reading(1, d.sku, 'delta', 4))
+      const now = Date.now()
+      await d.send(reading(2, d.sku, 'count', 9, now))
+      expect(await settledOnHand(d.sku, d.warehouse, 9)).toBe(9)
+      await d.send(reading(3, d.sku, 'count', 1, now - 60_000))
+      expect(await settledOnHand(d.sku, d.warehouse, 9)).toBe(9)
+      expect((await movements(d.sku, d.warehouse)).reduce((sum, m) => sum + m.delta, 0)).toBe(9)
+      expect(await eventually(async () => (await readings(d.device.id)).find((r) => r.seq === 3)?.status)).toBe('stale')
+    })
+
+    test('a re-sent seq is applied once, and readings out of seq order are all applied', async () => {
+      const d = await setup()
+      await d.send(reading(7, d.sku, 'delta', 1))
+      await d.send(reading(7, d.sku, 'delta', 1))
+      await d.send(reading(5, d.sku, 'delta', 2))
+      await d.send([reading(6, d.sku, 'delta', 3), reading(6, d.sku, 'delta', 3), reading(5, d.sku, 'delta', 2)])
+      expect(await settledOnHand(d.sku, d.warehouse, 6)).toBe(6)
+      expect(await movements(d.sku, d.warehouse)).toHaveLength(3)
+    })
+
+    test('the outcome does not depend on arrival order: a count includes the deltas before it, and the ones recorded after it stay', async () => {
+      const d = await setup()
+      const t0 = Date.now() - 10_000
+      // Arrival order: a late delta (after the count), the count, then an early delta (before it).
+      await d.send(reading(3, d.sku, 'delta', 2, t0 + 3000))
+      await d.send(reading(2, d.sku, 'count', 10, t0 + 2000))
+      await d.send(reading(1, d.sku, 'delta', 7, t0 + 1000))
+      // At t0+2000 there were 10; 2 more came in later: 12. The early +7 is part of the count.
+      expect(await settledOnHand(d.sku, d.warehouse, 12)).toBe(12)
+      expect(await eventually(async () => (await readings(d.device.id)).find((r) => r.seq === 1)?.status)).toBe('stale')
+    })
+
+    test('an array payload is a batch of readings', async () => {
+      const d = await setup()
+      await d.send(Array.from({ length: 50 }, (_, i) => reading(i + 1, d.sku, 'delta', 2)))
+      expect(await settledOnHand(d.sku, d.warehouse, 100)).toBe(100)
+      expect(await movements(d.sku, d.warehouse)).toHaveLength(50)
+    })
+
+    test('bad readings are rejected, kept with the reason, and change nothing; the stream goes on', async () => {
+      const d = await setup()
+      await d.send(reading(1, 'NO-SUCH-SKU', 'delta', 5))
+      await d.send('{"seq": 2, "ts": 1, "sku":')
+      await d.send({ seq: 3, ts: Date.now(), sku: d.sku, type: 'delta', value: 'seven' })
+      await d.send({ seq: 4, ts: Date.now(), sku: d.sku, type: 'teleport', value: 1 })
+      await d.send([])
+      await d.send(JSON.stringify({ seq: 5, ts: Date.now(), sku: d.sku, type: 'delta', value: 1, pad: 'x'.repeat(70_000) }))
+      await d.send(reading(6, d.sku, 'delta', 2))
+      expect(await settledOnHand(d.sku, d.warehouse, 2)).toBe(2)
+      expect(await movements(d.sku, d.warehouse)).toHaveLength(1)
+      const kept = (await eventually(async () => {
+        const all = await readings(d.device.id)
+        return all.filter((r) => r.status === 'rejected').length >= 6 ? all : undefined
+      }))!
+      const reasons = kept.filter((r) => r.status === 'rejected').map((r) => r.reason ?? '')
+      expect(reasons).toHaveLength(6)
+      expect(reasons.some((r) => r.includes('unknown SKU'))).toBe(true)
+      expect(reasons.some((r) => r.includes('malformed JSON'))).toBe(true)
+      expect(reasons.some((r) => r.includes('payload over'))).toBe(true)
+      expect(reasons.filter((r) => r.startsWith('invalid reading') || r.includes('1 to'))).toHaveLength(3)
+      expect(kept.find((r) => r.reason === 'malformed JSON')?.raw).toBe('{"seq": 2, "ts": 1, "sku":')
+      const metrics = await (await fetch(`${server.url}/metrics`)).text()
+      expect(metrics).toMatch(/inventory_readings_total\{outcome="rejected"\} \d+/)
+    })
+
+    test("a device cannot publish under another device's topic", async () => {
+      const a = await setup()
+      const b = await setup()
+      const foreign = `warehouses/${b.warehouse}/devices/${b.device.id}/readings`
+      // Refused by the broker: the embedded one drops the connection, Mosquitto drops the message.
+      await Promise.race([a.conn.publishAsync(foreign, JSON.stringify(reading(1, b.sku, 'delta', 100)), { qos: 1 }).catch(() => {}), Bun.sleep(500)])
+      await b.send(reading(1, b.sku, 'delta', 1))
+      expect(await settledOnHand(b.sku, b.warehouse, 1)).toBe(1)
+      expect((await readings(b.device.id)).map((r) => r.seq)).toEqual([1])
+    })
+
+    test('wrong credentials are refused at connect', async () => {
+      const d = await setup()
+      const refused = await mqtt.connectAsync(brokerUrl, { username: d.device.id, password: 'not-the-secret', reconnectPeriod: 0 }).then(
+        (c) => (c.end(true), 'connected'),
+        (e: Error) => e.message,
+      )
+      expect(refused).toMatch(/not authorized|bad username or password/i)
+      const stranger = await mqtt.connectAsync(brokerUrl, { reconnectPeriod: 0 }).then(
+        (c) => (c.end(true), 'connected'),
+        (e: Error) => e.message,
+      )
+      expect(stranger).not.toBe('connected')
+    })
+
+    test('status: online when the device says so, offline from its last will, with an alert', async () => {
+      const d = await setup({ will: true })
+      await d.conn.publishAsync(d.statusTopic, 'online', { qos: 1, retain: true })
+      expect(await eventually(async () => (await api().get(`${INV}/devices/${d.device.id}`, token)).body.status === 'online')).toBe(true)
+      d.conn.stream.destroy()
+      expect(await eventually(async () => (await api().get(`${INV}/devices/${d.device.id}`, token)).body.status === 'offline')).toBe(true)
+      const alerts = (await api().get(`${INV}/alerts`, token)).body.items as { type: string; deviceId: string | null }[]
+      expect(alerts.filter((a) => a.type === 'device_offline' && a.deviceId === d.device.id)).toHaveLength(1)
+    })
+
+    test('a device silent for longer than its heartbeat timeout is marked offline', async () => {
+      const d = await setup({ heartbeatSeconds: 1 })
+      await d.send(reading(1, d.sku, 'delta', 1))
+      expect(await eventually(async () => (await api().get(`${INV}/devices/${d.device.id}`, token)).body.status === 'online')).toBe(true)
+      expect(await eventually(async () => (await api().get(`${INV}/devices/${d.device.id}`, token)).body.status === 'offline', 5000)).toBe(true)
+    })
+  })
+}
