@@ -108,6 +108,22 @@ export class Outbox {
     })
   }
 
+  /** Ids handed over since the last write, marked published together: one write, not one per event. */
+  private published: string[] = []
+  private marking: Promise<void> | undefined
+
+  private markPublished(id: string): Promise<void> {
+    this.published.push(id)
+    this.marking ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const ids = this.published
+      this.published = []
+      this.marking = undefined
+      const { outbox } = this.t
+      await this.db.transaction((tx) => tx.update(outbox).set({ publishedAt: new Date(), leaseUntil: null }).where(inArray(outbox.id, ids)))
+    })
+    return this.marking
+  }
+
   private async relay(row: typeof this.t.outbox.$inferSelect) {
     const { outbox } = this.t
     const event: EventEnvelope = {
@@ -120,7 +136,7 @@ export class Outbox {
     }
     try {
       await this.bus.publish(event)
-      await this.db.transaction((tx) => tx.update(outbox).set({ publishedAt: new Date(), leaseUntil: null }).where(inArray(outbox.id, [row.id])))
+      await this.markPublished(row.id)
     } catch (error) {
       this.log.warn({ err: error, eventId: row.id, type: row.type }, 'event not handed to the bus; will retry')
       await this.db

@@ -8,8 +8,11 @@ import { Aedes } from 'aedes'
 import type { Logger } from 'pino'
 import { type MqttAuthority, type MqttHandler, type MqttPort, topicMatches } from './port'
 
-const NOT_AUTHORIZED = 5
+const SERVER_UNAVAILABLE = 3
 const BAD_CREDENTIALS = 4
+const NOT_AUTHORIZED = 5
+/** Where refused publishes go: nobody may subscribe to it (see authorizeSubscribe). */
+const REFUSED_TOPIC = '$tessera/refused'
 
 /**
  * `portIsDefault`: the port was not chosen by the operator, so when it is taken (say a Mosquitto
@@ -51,20 +54,28 @@ export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', port
       broker = await Aedes.createBroker({
         authenticate(client, username, password, done) {
           const refuse = (code: number) => done(Object.assign(new Error('not authorized'), { returnCode: code }), false)
-          if (!authority || !username || !password) return refuse(NOT_AUTHORIZED)
+          // "Server unavailable" makes devices retry; "bad credentials" and "not authorized" stop them.
+          if (!authority) return refuse(SERVER_UNAVAILABLE)
+          if (!username || !password) return refuse(NOT_AUTHORIZED)
           authority.authenticate(username, password.toString()).then(
             (ok) => (ok ? done(null, true) : refuse(BAD_CREDENTIALS)),
             (error) => {
               log.error({ err: error }, 'MQTT authentication failed')
-              refuse(NOT_AUTHORIZED)
+              refuse(SERVER_UNAVAILABLE)
             },
           )
           ;(client as unknown as { username?: string }).username = username
         },
         authorizePublish(client, packet, callback) {
           const username = (client as unknown as { username?: string } | null)?.username
-          if (client && (!authority || !username || !authority.mayPublish(username, packet.topic)))
-            return callback(new Error(`not allowed to publish to ${packet.topic}`))
+          if (client && (!authority || !username || !authority.mayPublish(username, packet.topic))) {
+            // As Mosquitto does with MQTT 3.1.1: acknowledged and dropped. Refusing would close the
+            // connection, and the device would re-send it after reconnecting, forever.
+            log.warn({ username, topic: packet.topic }, 'MQTT publish outside the client’s topics dropped')
+            packet.topic = REFUSED_TOPIC
+            packet.retain = false
+            return callback(null)
+          }
           const consumer = consumerFor(packet.topic)
           if (!consumer) return callback(null)
           const handled = consumer.handler({ topic: packet.topic, payload: Buffer.from(packet.payload), username })
@@ -87,6 +98,7 @@ export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', port
       })
       const b = broker
       server = createServer((socket) => {
+        socket.setNoDelay(true)
         sockets.add(socket)
         socket.once('close', () => sockets.delete(socket))
         b.handle(socket)

@@ -7,13 +7,13 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
-import { eq, inArray } from 'drizzle-orm'
+import { inArray } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import type { DeviceRegistry } from './devices'
 import { parseDeviceTopic } from './devices'
-import type { Ledger, Level } from './ledger'
+import { INSERT_CHUNK, type Ledger, type SensorGroup, type SensorReading } from './ledger'
 import type { InventorySchema } from './schema'
 
 const MAX_BATCH = 1000
@@ -93,32 +93,71 @@ export class Ingest {
     const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, rejected: 0, stale: 0 }
     const lags: number[] = []
     await this.db.transaction(async (tx) => {
-      const parsed = messages.map((m) => this.parse(m))
-      const skus = new Set(parsed.flatMap((p) => (p.readings ?? []).map((r) => r.sku)))
-      const known = await this.knownSkus(tx, [...skus])
-      const changed: Level[] = []
-      const heard = new Map<string, Date>()
-      const now = new Date()
-      for (const p of parsed) {
+      const { readings } = this.t
+      const receivedAt = new Date()
+      const refused: (typeof readings.$inferInsert)[] = []
+      const candidates: { deviceId: string; warehouse: string; r: Reading }[] = []
+      const heard = new Set<string>()
+      for (const p of messages.map((m) => this.parse(m))) {
         if (!p.deviceId) continue
         const binding = await this.devices.binding(p.deviceId)
-        if (!binding || binding.warehouse !== p.warehouse) {
-          counts.rejected += await this.reject(tx, p.deviceId, null, 'unknown device or warehouse', p.raw)
-          continue
-        }
-        heard.set(p.deviceId, now)
-        if (p.error) {
-          counts.rejected += await this.reject(tx, p.deviceId, null, p.error, p.raw)
-          continue
-        }
-        for (const r of p.readings!) {
-          const outcome = await this.applyReading(tx, p.deviceId, p.warehouse, r, known, changed)
-          counts[outcome]++
-          if (outcome === 'applied') lags.push(Date.now() - r.ts)
-        }
+        if (!binding || binding.warehouse !== p.warehouse) p.error = 'unknown device or warehouse'
+        else heard.add(p.deviceId)
+        if (p.error) refused.push({ id: Bun.randomUUIDv7(), deviceId: p.deviceId, status: 'rejected', reason: p.error, raw: p.raw, receivedAt })
+        else for (const r of p.readings!) candidates.push({ deviceId: p.deviceId, warehouse: p.warehouse, r })
       }
-      for (const [deviceId, at] of heard) await this.devices.seen(tx, deviceId, at)
-      await this.ledger.announce(tx, changed)
+      counts.rejected += refused.length
+
+      // The first of several copies of (deviceId, seq) in this batch is the one that counts.
+      const firsts = new Map<string, (typeof candidates)[number]>()
+      for (const c of candidates) if (!firsts.has(`${c.deviceId}:${c.r.seq}`)) firsts.set(`${c.deviceId}:${c.r.seq}`, c)
+      const known = await this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))])
+      const rows = [...firsts.values()].map((c) => ({
+        id: Bun.randomUUIDv7(),
+        deviceId: c.deviceId,
+        seq: c.r.seq,
+        ts: c.r.ts,
+        sku: c.r.sku,
+        type: c.r.type,
+        value: c.r.value,
+        status: known.has(c.r.sku) ? 'applied' : 'rejected',
+        reason: known.has(c.r.sku) ? null : `unknown SKU ${c.r.sku}`,
+        receivedAt,
+      }))
+      // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate.
+      const inserted = new Set<string>()
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        const done = await tx.insert(readings).values(rows.slice(i, i + INSERT_CHUNK)).onConflictDoNothing().returning({ id: readings.id })
+        for (const d of done) inserted.add(d.id)
+      }
+      for (let i = 0; i < refused.length; i += INSERT_CHUNK) await tx.insert(readings).values(refused.slice(i, i + INSERT_CHUNK))
+      counts.duplicate += candidates.length - inserted.size
+
+      const groups = new Map<string, SensorGroup>()
+      const byReading = new Map<SensorReading, string>()
+      for (const row of rows) {
+        if (!inserted.has(row.id)) continue
+        if (row.status === 'rejected') {
+          counts.rejected++
+          continue
+        }
+        const key = `${row.sku}\u0000${firsts.get(`${row.deviceId}:${row.seq}`)!.warehouse}`
+        const c = firsts.get(`${row.deviceId}:${row.seq}`)!
+        const group = groups.get(key) ?? { sku: c.r.sku, warehouse: c.warehouse, readings: [] }
+        groups.set(key, group)
+        const reading: SensorReading = { ts: c.r.ts, type: c.r.type, value: c.r.value, reason: `sensor ${c.r.type}`, source: `sensor:${c.deviceId}` }
+        group.readings.push(reading)
+        byReading.set(reading, row.id)
+      }
+      const { levels, stale } = await this.ledger.applySensorReadings(tx, [...groups.values()])
+      const staleIds = [...stale].map((r) => byReading.get(r)!)
+      if (staleIds.length)
+        await tx.update(readings).set({ status: 'stale', reason: 'no later than the last applied count' }).where(inArray(readings.id, staleIds))
+      counts.stale += staleIds.length
+      counts.applied += byReading.size - staleIds.length
+      for (const r of byReading.keys()) if (!stale.has(r)) lags.push(Date.now() - r.ts)
+      for (const deviceId of heard) await this.devices.seen(tx, deviceId, receivedAt)
+      await this.ledger.announce(tx, levels)
     })
     for (const [outcome, n] of Object.entries(counts)) if (n) this.readingsTotal.inc({ outcome }, n)
     for (const ms of lags) this.lag.observe(Math.max(0, ms) / 1000)
@@ -153,44 +192,5 @@ export class Ingest {
     const { items } = this.t
     const rows = await tx.select({ sku: items.sku }).from(items).where(inArray(items.sku, skus))
     return new Set(rows.map((r) => r.sku))
-  }
-
-  private async applyReading(tx: Db, deviceId: string, warehouse: string, r: Reading, known: Set<string>, changed: Level[]): Promise<Outcome> {
-    const { readings } = this.t
-    const status: Outcome = known.has(r.sku) ? 'applied' : 'rejected'
-    const [stored] = await tx
-      .insert(readings)
-      .values({
-        id: Bun.randomUUIDv7(),
-        deviceId,
-        seq: r.seq,
-        ts: r.ts,
-        sku: r.sku,
-        type: r.type,
-        value: r.value,
-        status,
-        reason: status === 'rejected' ? `unknown SKU ${r.sku}` : null,
-        receivedAt: new Date(),
-      })
-      .onConflictDoNothing()
-      .returning({ id: readings.id })
-    if (!stored) return 'duplicate'
-    if (status === 'rejected') return 'rejected'
-    const movement = { sku: r.sku, warehouse, reason: `sensor ${r.type}`, source: `sensor:${deviceId}`, ts: r.ts }
-    const level =
-      r.type === 'delta' ? await this.ledger.adjust(tx, { ...movement, delta: r.value }) : await this.ledger.count(tx, { ...movement, value: r.value })
-    if (!level) {
-      const reason = r.type === 'count' ? 'not newer than the last applied count' : 'from before the last applied count, which includes it'
-      await tx.update(readings).set({ status: 'stale', reason }).where(eq(readings.id, stored.id))
-      return 'stale'
-    }
-    changed.push(level)
-    return 'applied'
-  }
-
-  /** Keeps a refused message for inspection; counts as one rejected reading. */
-  private async reject(tx: Db, deviceId: string, seq: number | null, reason: string, raw: string) {
-    await tx.insert(this.t.readings).values({ id: Bun.randomUUIDv7(), deviceId, seq, status: 'rejected', reason, raw, receivedAt: new Date() })
-    return 1
   }
 }

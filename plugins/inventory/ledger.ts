@@ -3,7 +3,7 @@
  * transaction, and writes its movement row. Conditional updates settle races in the database.
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
-import { and, eq, gt, gte, isNull, lt, or, sql } from 'drizzle-orm'
+import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
 import type { Db, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { InventorySchema } from './schema'
@@ -18,6 +18,24 @@ export interface Level {
 
 type LevelRow = Tables<InventorySchema>['levels']['$inferSelect']
 export const toLevel = (r: LevelRow): Level => ({ sku: r.sku, warehouse: r.warehouse, onHand: r.onHand, reserved: r.reserved, available: r.onHand - r.reserved })
+
+/** Rows per multi-row INSERT: well under both dialects' limits on bound parameters. */
+export const INSERT_CHUNK = 500
+
+export interface SensorReading {
+  ts: number
+  type: 'delta' | 'count'
+  value: number
+  reason: string
+  source: string
+}
+
+/** The readings for one level, in the order they arrived. */
+export interface SensorGroup {
+  sku: string
+  warehouse: string
+  readings: SensorReading[]
+}
 
 export interface Movement {
   sku: string
@@ -57,53 +75,97 @@ export class Ledger {
 
   /**
    * onHand += delta. With `keepAvailable`, refuses (returns undefined) a decrease that would take
-   * available below zero; sensors report what physically happened, so they do not set it. With
-   * `ts` (a sensor's time), a delta from before the last applied count is already part of that
-   * count: it is stale (undefined).
+   * available below zero; sensors report what physically happened and use `applySensorReadings`.
    */
-  async adjust(tx: Db, m: Movement & { delta: number; keepAvailable?: boolean; ts?: number }): Promise<Level | undefined> {
+  async adjust(tx: Db, m: Movement & { delta: number; keepAvailable?: boolean }): Promise<Level | undefined> {
     const { levels } = this.t
     await this.ensureLevel(tx, m.sku, m.warehouse)
     const available = m.keepAvailable && m.delta < 0 ? gte(sql`${levels.onHand} - ${levels.reserved} + ${m.delta}`, 0) : undefined
-    const afterLastCount = m.ts === undefined ? undefined : or(isNull(levels.lastCountTs), lt(levels.lastCountTs, m.ts))
     const [row] = await tx
       .update(levels)
       .set({ onHand: sql`${levels.onHand} + ${m.delta}`, updatedAt: new Date() })
-      .where(and(this.where(m.sku, m.warehouse), available, afterLastCount))
+      .where(and(this.where(m.sku, m.warehouse), available))
       .returning()
     if (!row) return undefined
-    if (m.delta !== 0) await this.record(tx, { ...m, at: m.ts === undefined ? m.at : new Date(m.ts) }, m.delta, row.onHand)
+    if (m.delta !== 0) await this.record(tx, m, m.delta, row.onHand)
     return toLevel(row)
   }
 
   /**
-   * A physical count: onHand was `value` at time `ts`. Movements recorded after `ts` (deltas that
-   * arrived before this count, adjustments, commits) happened on top of it, so onHand becomes value
-   * plus their sum: the result does not depend on the order readings arrive in. A count not newer
-   * than the last applied one is stale (undefined).
+   * Applies sensor readings, grouped per level in arrival order, with a few statements per level
+   * rather than per reading. The rules make the result independent of arrival order:
+   * - a delta from no later than the last applied count is part of that count: stale;
+   * - a count says onHand was `value` at `ts`; movements recorded after `ts` (deltas that arrived
+   *   earlier, adjustments, commits) happened on top of it, so onHand = value + their sum;
+   *   a count not newer than the last applied one is stale.
+   * Each level is written conditionally on what was read, so a concurrent writer (another replica)
+   * makes this level retry instead of being overwritten. Returns the new levels and the stale readings.
    */
-  async count(tx: Db, m: Movement & { value: number; ts: number }): Promise<Level | undefined> {
+  async applySensorReadings(tx: Db, groups: SensorGroup[]): Promise<{ levels: Level[]; stale: Set<SensorReading> }> {
     const { levels, movements } = this.t
-    await this.ensureLevel(tx, m.sku, m.warehouse)
-    const at = new Date(m.ts)
-    for (;;) {
-      const [before] = await tx.select().from(levels).where(this.where(m.sku, m.warehouse))
-      if (before.lastCountTs !== null && m.ts <= before.lastCountTs) return undefined
-      const [since] = await tx
-        .select({ sum: sql<number | string | null>`sum(${movements.delta})` })
-        .from(movements)
-        .where(and(eq(movements.sku, m.sku), eq(movements.warehouse, m.warehouse), gt(movements.at, at)))
-      const onHand = m.value + Number(since?.sum ?? 0)
-      // Conditional on the value read, so a concurrent change makes this retry instead of being lost.
-      const [row] = await tx
-        .update(levels)
-        .set({ onHand, lastCountTs: m.ts, updatedAt: new Date() })
-        .where(and(this.where(m.sku, m.warehouse), eq(levels.onHand, before.onHand)))
-        .returning()
-      if (!row) continue
-      if (onHand !== before.onHand) await this.record(tx, { ...m, at }, onHand - before.onHand, row.onHand)
-      return toLevel(row)
+    const stale = new Set<SensorReading>()
+    const changed: Level[] = []
+    if (groups.length === 0) return { levels: changed, stale }
+    const now = new Date()
+    await tx
+      .insert(levels)
+      .values(groups.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })))
+      .onConflictDoNothing()
+    const rows: (typeof movements.$inferInsert)[] = []
+    for (const g of groups) {
+      for (;;) {
+        const [before] = await tx.select().from(levels).where(this.where(g.sku, g.warehouse))
+        let onHand = before.onHand
+        let lastCountTs = before.lastCountTs
+        const moves: { delta: number; after: number; at: number; r: SensorReading }[] = []
+        const staleHere: SensorReading[] = []
+        for (const r of g.readings) {
+          if (lastCountTs !== null && r.ts <= lastCountTs) {
+            staleHere.push(r)
+            continue
+          }
+          if (r.type === 'delta') {
+            onHand += r.value
+            moves.push({ delta: r.value, after: onHand, at: r.ts, r })
+            continue
+          }
+          const [later] = await tx
+            .select({ sum: sql<number | string | null>`sum(${movements.delta})` })
+            .from(movements)
+            .where(and(this.whereMovements(g.sku, g.warehouse), gt(movements.at, new Date(r.ts))))
+          const inBatch = moves.filter((m) => m.at > r.ts).reduce((sum, m) => sum + m.delta, 0)
+          const counted = r.value + Number(later?.sum ?? 0) + inBatch
+          moves.push({ delta: counted - onHand, after: counted, at: r.ts, r })
+          onHand = counted
+          lastCountTs = r.ts
+        }
+        const [row] = await tx
+          .update(levels)
+          .set({ onHand, lastCountTs, updatedAt: now })
+          .where(
+            and(
+              this.where(g.sku, g.warehouse),
+              eq(levels.onHand, before.onHand),
+              before.lastCountTs === null ? isNull(levels.lastCountTs) : eq(levels.lastCountTs, before.lastCountTs),
+            ),
+          )
+          .returning()
+        if (!row) continue
+        for (const r of staleHere) stale.add(r)
+        for (const m of moves)
+          if (m.delta !== 0)
+            rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: m.delta, onHandAfter: m.after, reason: m.r.reason, source: m.r.source, at: new Date(m.at) })
+        changed.push(toLevel(row))
+        break
+      }
     }
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) await tx.insert(movements).values(rows.slice(i, i + INSERT_CHUNK))
+    return { levels: changed, stale }
+  }
+
+  private whereMovements(sku: string, warehouse: string) {
+    const { movements } = this.t
+    return and(eq(movements.sku, sku), eq(movements.warehouse, warehouse))
   }
 
   async level(tx: Db, sku: string, warehouse: string): Promise<Level | undefined> {
@@ -116,13 +178,26 @@ export class Ledger {
    * low-stock alert when available fell to the reorder point, once until it recovers.
    */
   async announce(tx: Db, changed: Level[]) {
-    const latest = new Map(changed.map((l) => [`${l.sku}\u0000${l.warehouse}`, l]))
+    const latest = [...new Map(changed.map((l) => [`${l.sku}\u0000${l.warehouse}`, l])).values()]
+    if (latest.length === 0) return
     const { items, levels, alerts } = this.t
-    for (const level of latest.values()) {
+    const skus = [...new Set(latest.map((l) => l.sku))]
+    const reorder = new Map(
+      (await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))).map(
+        (i) => [i.sku, i],
+      ),
+    )
+    const alerted = new Map(
+      (await tx.select({ sku: levels.sku, warehouse: levels.warehouse, lowAlerted: levels.lowAlerted }).from(levels).where(inArray(levels.sku, skus))).map(
+        (l) => [`${l.sku}\u0000${l.warehouse}`, l.lowAlerted],
+      ),
+    )
+    for (const level of latest) {
       await this.events.publish('inventory.stock.changed', level)
-      const [item] = await tx.select({ reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(eq(items.sku, level.sku))
+      const item = reorder.get(level.sku)
       if (!item || item.reorderPoint === null) continue
       const low = level.available <= item.reorderPoint
+      if (alerted.get(`${level.sku}\u0000${level.warehouse}`) === low) continue
       // Flip the flag conditionally: only the transaction that flips it raises the alert.
       const [flipped] = await tx
         .update(levels)
@@ -147,4 +222,5 @@ export class Ledger {
       })
     }
   }
+
 }
