@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { SignJWT } from 'jose'
-import { ADMIN, JWT_SECRET, adminToken, call, client, startServer, userWithRole, type Reply, type TestServer } from './harness'
+import { ADMIN, JWT_SECRET, adminToken, call, client, startServer, userWithRole, type Reply, type TestServer, expectError, expectStatus } from './harness'
 
 const AUTH = '/api/v1/auth'
 const ROLES = ['admin', 'manager', 'agent', 'customer'] as const
@@ -34,36 +34,6 @@ function serverFor(overrides: Record<string, string> = {}) {
 let seq = 0
 const uniqueEmail = (tag: string) => `${tag}-${Date.now().toString(36)}-${seq++}@auth.test`
 const PASSWORD = 'correct-horse-battery'
-
-// Checks are written out by hand: Bun 1.4's toMatchObject/asymmetric matchers overwrite the
-// matched values of the received object (`{ a: 'x' }` becomes `{ a: expect.any(String) }`).
-
-/** The status, with the body in the failure message so a failure shows what the server said. */
-function expectStatus(r: Reply, status: number) {
-  if (r.status !== status) throw new Error(`expected HTTP ${status}, got ${r.status} ${JSON.stringify(r.body)}`)
-  expect(r.status).toBe(status)
-}
-
-/** The error envelope of CONTRACT.md section 2, with the request id echoed in `x-request-id`. */
-function expectError(r: Reply, status: number, code?: string) {
-  const e = r.body?.error
-  const ok =
-    r.status === status &&
-    typeof e === 'object' &&
-    e !== null &&
-    typeof e.code === 'string' &&
-    e.code.length > 0 &&
-    (code === undefined || e.code === code) &&
-    typeof e.message === 'string' &&
-    e.message.length > 0 &&
-    typeof e.requestId === 'string' &&
-    e.requestId === r.headers.get('x-request-id')
-  if (!ok)
-    throw new Error(
-      `expected ${status}${code ? ` ${code}` : ''} with { error: { code, message, requestId } }, got ${r.status} ${JSON.stringify(r.body)} (x-request-id ${r.headers.get('x-request-id')})`,
-    )
-  expect(r.status).toBe(status)
-}
 
 /** `user` = { id, email, name, roles, createdAt }; extensions are allowed, secrets are not. */
 function expectUser(user: any, expected: { email?: string; name?: string; roles?: string[] } = {}) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import Redis from 'ioredis'
 import postgres from 'postgres'
+import { expect } from 'bun:test'
 import { Kernel } from '../kernel/kernel'
 
 export const ROOT = resolve(import.meta.dir, '..')
@@ -215,4 +216,34 @@ export async function eventually<T>(check: () => Promise<T>, ms = 5_000): Promis
     if (value || Date.now() > deadline) return value
     await Bun.sleep(25)
   }
+}
+
+// Checks are written out by hand: Bun 1.4's toMatchObject/asymmetric matchers overwrite the
+// matched values of the received object.
+
+/** The status, with the body in the failure message so a failure shows what the server said. */
+export function expectStatus(r: Reply, status: number) {
+  if (r.status !== status) throw new Error(`expected HTTP ${status}, got ${r.status} ${JSON.stringify(r.body)}`)
+  expect(r.status).toBe(status)
+}
+
+/** The error envelope of CONTRACT.md section 2, with the request id echoed in `x-request-id`. */
+export function expectError(r: Reply, status: number, code?: string) {
+  const e = r.body?.error
+  const ok =
+    r.status === status &&
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.code === 'string' &&
+    e.code.length > 0 &&
+    (code === undefined || e.code === code) &&
+    typeof e.message === 'string' &&
+    e.message.length > 0 &&
+    typeof e.requestId === 'string' &&
+    e.requestId === r.headers.get('x-request-id')
+  if (!ok)
+    throw new Error(
+      `expected ${status}${code ? ` ${code}` : ''} with { error: { code, message, requestId } }, got ${r.status} ${JSON.stringify(r.body)} (x-request-id ${r.headers.get('x-request-id')})`,
+    )
+  expect(r.status).toBe(status)
 }

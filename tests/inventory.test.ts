@@ -6,7 +6,7 @@
  * on PostgreSQL + Redis.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type Reply, adminToken, client, startServer, userWithRole, type TestServer } from './harness'
+import { adminToken, client, expectError, expectStatus, startServer, type TestServer, userWithRole } from './harness'
 
 const INV = '/api/v1/inventory'
 type Api = ReturnType<typeof client>
@@ -33,28 +33,6 @@ afterAll(async () => {
 
 let seq = 0
 const unique = (tag: string) => `${tag}-${Date.now().toString(36)}-${seq++}`
-
-// Checks are written out by hand: Bun 1.4's toMatchObject/asymmetric matchers overwrite the
-// matched values of the received object.
-
-function expectStatus(r: Reply, status: number) {
-  if (r.status !== status) throw new Error(`expected HTTP ${status}, got ${r.status} ${JSON.stringify(r.body)}`)
-  expect(r.status).toBe(status)
-}
-
-/** The error envelope of CONTRACT.md section 2. */
-function expectError(r: Reply, status: number, code?: string) {
-  const e = r.body?.error
-  const ok =
-    r.status === status &&
-    typeof e?.code === 'string' &&
-    (code === undefined || e.code === code) &&
-    typeof e.message === 'string' &&
-    e.message.length > 0 &&
-    e.requestId === r.headers.get('x-request-id')
-  if (!ok) throw new Error(`expected ${status}${code ? ` ${code}` : ''} in the error envelope, got ${r.status} ${JSON.stringify(r.body)}`)
-  expect(r.status).toBe(status)
-}
 
 const post = (path: string, body?: unknown, token = manager.token) => api.post(INV + path, body, token)
 const get = (path: string, token = manager.token) => api.get(INV + path, token)
