@@ -1,18 +1,19 @@
 /**
- * `npm test`: the whole suite on embedded defaults (SQLite, memory cache, in-process bus), then the
- * same suite again against real PostgreSQL + Redis + MQTT broker when they answer. With CI=true the
- * second run is mandatory: a service that does not answer fails the run instead of skipping it.
+ * `npm test`: the whole suite on embedded defaults (SQLite, memory cache, in-process bus, embedded
+ * MQTT broker), then the same suite again against real PostgreSQL + Redis + Mosquitto when they
+ * answer. With CI=true the second run is mandatory: a service that does not answer fails the run instead of skipping it.
  * Ends with the totals on a line of their own: `N passed, N failed`.
  */
 import Redis from 'ioredis'
-import mqtt from 'mqtt'
 import postgres from 'postgres'
 
 const targets = {
   TEST_DATABASE_URL: process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test',
   TEST_REDIS_URL: process.env.TEST_REDIS_URL || 'redis://127.0.0.1:6379',
-  TEST_MQTT_URL: process.env.TEST_MQTT_URL || 'mqtt://127.0.0.1:1883',
 }
+// The MQTT suites start their own Mosquitto from deploy/mosquitto/mosquitto.conf, so what must be
+// there is the broker's program (and mosquitto_ctrl for its dynamic-security file).
+const MOSQUITTO = [process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto', 'mosquitto_ctrl']
 const ci = /^(1|true)$/i.test(process.env.CI ?? '')
 const extraArgs = process.argv.slice(2)
 
@@ -46,9 +47,9 @@ async function probeServices(): Promise<string[]> {
       redis.disconnect()
     }
   })
-  await check(`MQTT broker (${targets.TEST_MQTT_URL})`, async () => {
-    const client = await mqtt.connectAsync(targets.TEST_MQTT_URL, { connectTimeout: 3000, reconnectPeriod: 0 })
-    await client.endAsync()
+  await check(`Mosquitto (${MOSQUITTO.join(', ')})`, async () => {
+    const missing = MOSQUITTO.filter((bin) => !Bun.which(bin))
+    if (missing.length) throw new Error(`not installed: ${missing.join(', ')}`)
   })
   return problems
 }
@@ -84,11 +85,11 @@ async function runSuite(label: string, env: Record<string, string>): Promise<Run
 }
 
 const runs: RunResult[] = []
-runs.push(await runSuite('embedded defaults: SQLite, in-memory cache and bus', { TEST_DATABASE_URL: '', TEST_REDIS_URL: '', TEST_MQTT_URL: '' }))
+runs.push(await runSuite('embedded defaults: SQLite, in-memory cache and bus', { TEST_DATABASE_URL: '', TEST_REDIS_URL: '' }))
 
 const problems = await probeServices()
 if (problems.length === 0) {
-  runs.push(await runSuite('real services: PostgreSQL, Redis, MQTT broker', targets))
+  runs.push(await runSuite('real services: PostgreSQL, Redis, Mosquitto', targets))
 } else if (ci) {
   console.error(`\nCI=true and these services do not answer, so the real-services run fails:\n  - ${problems.join('\n  - ')}`)
   runs.push({ passed: 0, failed: 1, exitCode: 1 })
