@@ -31,6 +31,20 @@ class Lock {
   }
 }
 
+/**
+ * drizzle compiles every statement anew (`prepare`); bun:sqlite's `query` keeps compiled statements
+ * by their SQL, so the same statement with other values costs a lookup instead of a compile.
+ */
+function withStatementCache(client: Sqlite): Sqlite {
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === 'prepare') return (sql: string) => target.query(sql)
+      const value = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
 export function openSqlite(url: string): Database {
   const target = url.slice('sqlite:'.length)
   // `sqlite::memory:` is an ephemeral file, because an in-memory database cannot be shared by the two connections.
@@ -43,8 +57,8 @@ export function openSqlite(url: string): Database {
   const reader = new Sqlite(path, { readonly: true, strict: true })
   reader.exec('PRAGMA busy_timeout = 5000;')
 
-  const writeDb = drizzle({ client: writer }) as unknown as Db
-  const readDb = drizzle({ client: reader }) as unknown as Reader
+  const writeDb = drizzle({ client: withStatementCache(writer) }) as unknown as Db
+  const readDb = drizzle({ client: withStatementCache(reader) }) as unknown as Reader
   const lock = new Lock()
   const scope = new TransactionScope()
 

@@ -112,9 +112,19 @@ export class Ledger {
       .values(groups.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })))
       .onConflictDoNothing()
     const rows: (typeof movements.$inferInsert)[] = []
+    // One read for every level of the batch; a level that changed meanwhile is read again alone.
+    const key = (sku: string, warehouse: string) => `${sku}\u0000${warehouse}`
+    const read = new Map(
+      (
+        await tx
+          .select()
+          .from(levels)
+          .where(and(inArray(levels.sku, [...new Set(groups.map((g) => g.sku))]), inArray(levels.warehouse, [...new Set(groups.map((g) => g.warehouse))])))
+      ).map((l) => [key(l.sku, l.warehouse), l]),
+    )
     for (const g of groups) {
-      for (;;) {
-        const [before] = await tx.select().from(levels).where(this.where(g.sku, g.warehouse))
+      let before = read.get(key(g.sku, g.warehouse))!
+      for (;; [before] = await tx.select().from(levels).where(this.where(g.sku, g.warehouse))) {
         let onHand = before.onHand
         let lastCountTs = before.lastCountTs
         const moves: { delta: number; after: number; at: number; r: SensorReading }[] = []
