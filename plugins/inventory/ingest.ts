@@ -70,8 +70,11 @@ export class Ingest {
 
   /** Writes batches until the queue is empty. */
   private async drain() {
-    await new Promise((r) => setImmediate(r))
-    while (this.queue.length) {
+    const nextTurn = () => new Promise((r) => setImmediate(r))
+    await nextTurn()
+    // A turn of the event loop between batches: acknowledgements go out and HTTP is answered
+    // (on SQLite a batch never waits for I/O, so without it a backlog would hold everything up).
+    for (; this.queue.length; await nextTurn()) {
       const batch = this.queue.splice(0, MAX_BATCH)
       try {
         await this.apply(batch.map((p) => p.message))
