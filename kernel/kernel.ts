@@ -15,7 +15,7 @@ import { type Discovered, discover, select } from './discovery'
 import { Delivery } from './events/delivery'
 import { inProcessBus } from './events/in-process'
 import { Outbox } from './events/outbox'
-import type { EventBus } from './events/port'
+import type { EventBus, EventEnvelope } from './events/port'
 import { deadLetterRoutes } from './events/routes'
 import { type App, createApp, type Readiness } from './http/app'
 import { serveApp } from './http/edge'
@@ -142,8 +142,8 @@ export class Kernel {
         metrics: metrics.forPlugin(name),
         identity,
         events: {
-          publish: (type, payload) =>
-            outbox.record({ id: Bun.randomUUIDv7(), type, source: name, payload, occurredAt: new Date().toISOString(), headers: {} }),
+          publish: (type, payload) => outbox.record(envelope(name, type, payload)),
+          publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
           on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
         },
         call: callerFor(name, [local]),
@@ -265,6 +265,10 @@ export class Kernel {
     await this.db.close().catch(() => {})
     this.log.info({ ms: Date.now() - t0 }, 'tessera stopped')
   }
+}
+
+function envelope(source: string, type: string, payload: unknown): EventEnvelope {
+  return { id: Bun.randomUUIDv7(), type, source, payload, occurredAt: new Date().toISOString(), headers: {} }
 }
 
 function readPluginSettings(selected: Discovered[], env: Record<string, string | undefined>) {

@@ -38,6 +38,8 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
   readonly events: {
     /** Records the event in the current transaction (or its own); it is delivered after commit. */
     publish<E extends EventType>(type: E, payload: EventPayload<E>): Promise<void>
+    /** The same for many events of one type at once (one write). */
+    publishAll<E extends EventType>(type: E, payloads: EventPayload<E>[]): Promise<void>
     /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
   }

@@ -202,8 +202,8 @@ export class Ledger {
         (l) => [`${l.sku}\u0000${l.warehouse}`, l.lowAlerted],
       ),
     )
+    await this.events.publishAll('inventory.stock.changed', latest)
     for (const level of latest) {
-      await this.events.publish('inventory.stock.changed', level)
       const item = reorder.get(level.sku)
       if (!item || item.reorderPoint === null) continue
       const low = level.available <= item.reorderPoint
