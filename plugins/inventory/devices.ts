@@ -5,7 +5,7 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, lt } from 'drizzle-orm'
+import { and, desc, eq, inArray, lt } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -133,16 +133,17 @@ export class DeviceRegistry implements MqttAuthority {
 
   // --- status ---------------------------------------------------------------------------------
 
-  /** Records that the device was heard from; turns it online (announcing it) if it was offline. */
-  async seen(tx: Db, deviceId: string, at: Date) {
+  /** Records that these devices were heard from; turns the offline ones online (announcing it). Two statements. */
+  async seen(tx: Db, deviceIds: string[], at: Date) {
+    if (deviceIds.length === 0) return
     const { devices } = this.t
-    const [flipped] = await tx
+    const flipped = await tx
       .update(devices)
       .set({ status: 'online', lastSeenAt: at })
-      .where(and(eq(devices.id, deviceId), eq(devices.status, 'offline')))
-      .returning()
-    if (flipped) await this.events.publish('inventory.device.status', { deviceId, warehouse: flipped.warehouse, status: 'online' })
-    else await tx.update(devices).set({ lastSeenAt: at }).where(eq(devices.id, deviceId))
+      .where(and(inArray(devices.id, deviceIds), eq(devices.status, 'offline')))
+      .returning({ id: devices.id, warehouse: devices.warehouse })
+    await tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, deviceIds), eq(devices.status, 'online')))
+    if (flipped.length) await this.events.publishAll('inventory.device.status', flipped.map((d) => ({ deviceId: d.id, warehouse: d.warehouse, status: 'online' as const })))
   }
 
   /** Marks the device offline (last will, its own status message, or silence), raising an alert once. */

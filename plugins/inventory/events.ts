@@ -13,7 +13,7 @@ export async function deviceStatus(ctx: PluginContext, devices: DeviceRegistry, 
   const binding = await devices.binding(topic.deviceId)
   if (!binding || binding.warehouse !== topic.warehouse) return
   const status = message.payload.toString('utf8').trim()
-  if (status === 'online') await ctx.db.transaction((tx) => devices.seen(tx, topic.deviceId, new Date()))
+  if (status === 'online') await ctx.db.transaction((tx) => devices.seen(tx, [topic.deviceId], new Date()))
   else if (status === 'offline') await ctx.db.transaction((tx) => devices.offline(tx, topic.deviceId, 'it said so, or its last will did'))
   else ctx.log.warn({ topic: message.topic, status: status.slice(0, 50) }, 'unknown device status ignored')
 }

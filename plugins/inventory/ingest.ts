@@ -159,7 +159,7 @@ export class Ingest {
       counts.stale += staleIds.length
       counts.applied += byReading.size - staleIds.length
       for (const r of byReading.keys()) if (!stale.has(r)) lags.push(Date.now() - r.ts)
-      for (const deviceId of heard) await this.devices.seen(tx, deviceId, receivedAt)
+      await this.devices.seen(tx, [...heard], receivedAt)
       await this.ledger.announce(tx, levels)
     })
     for (const [outcome, n] of Object.entries(counts)) if (n) this.readingsTotal.inc({ outcome }, n)
