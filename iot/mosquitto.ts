@@ -5,7 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
+import { freePort } from '../scripts/free-port'
+
+export { freePort }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -114,17 +117,6 @@ function writePasswordFile(file: string, users: Record<string, string>) {
   })
 }
 
-/** Asks the OS for a port nobody listens on. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 async function waitForListener(port: number, child: ChildProcess, log: () => string, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs

@@ -6,6 +6,7 @@
 import { afterAll, expect, test } from 'bun:test'
 import { connectDevice, type Device } from '../iot/device'
 import { adminToken, baseEnv, client, isolatedStore, spawnServer, variant } from './harness'
+import { freePort } from '../scripts/free-port'
 
 const DEVICES = 50
 const PER_DEVICE = 2_000
@@ -15,15 +16,9 @@ const SKUS = 20
 const store = isolatedStore()
 afterAll(() => store.cleanup())
 
-const freePort = () => {
-  const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
-  const port = s.port
-  s.stop(true)
-  return port
-}
 
 test(`kill -9 during 100,000 readings from 50 devices: every reading counted exactly once (${variant})`, async () => {
-  const env = baseEnv({ ...store.env, PORT: String(freePort()), MQTT_PORT: String(freePort()) })
+  const env = baseEnv({ ...store.env, PORT: String(await freePort()), MQTT_PORT: String(await freePort()) })
   let server = await spawnServer(env)
   const api = client(server.url)
   const token = await adminToken(server.url)

@@ -7,17 +7,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from './harness'
+import { freePort } from '../scripts/free-port'
 
 const MOSQUITTO = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto'
 const DYNSEC_PLUGIN = process.env.MOSQUITTO_DYNSEC ?? '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so'
 export const BROKER_ADMIN = { username: 'tessera', password: 'tessera-broker-admin' }
 
-const freePort = () => {
-  const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
-  const port = s.port
-  s.stop(true)
-  return port
-}
 
 export interface TestBroker {
   url: string
@@ -31,7 +26,7 @@ export async function startMosquitto(): Promise<TestBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-mosquitto-'))
   // Started as root, Mosquitto drops to its own user, which must read and write here.
   chmodSync(dir, 0o777)
-  const port = freePort()
+  const port = await freePort()
   const init = Bun.spawnSync(['mosquitto_ctrl', 'dynsec', 'init', join(dir, 'dynamic-security.json'), BROKER_ADMIN.username, BROKER_ADMIN.password])
   if (init.exitCode !== 0) throw new Error(`mosquitto_ctrl dynsec init failed: ${init.stderr.toString()}`)
   const config = readFileSync(join(ROOT, 'deploy/mosquitto/mosquitto.conf'), 'utf8')

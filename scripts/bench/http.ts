@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util'
 import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 import type { LoadClient, LoadConfig, LoadResult } from './load.ts'
+import { freePort } from '../free-port'
 
 const ROOT = join(import.meta.dir, '..', '..')
 const READY_TIMEOUT_MS = 30_000
@@ -196,13 +197,6 @@ function isRunning(proc: Subprocess): boolean {
   return proc.exitCode === null && proc.signalCode === null
 }
 
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port
-  await probe.stop(true)
-  if (!port) throw new Error('could not find a free port')
-  return port
-}
 
 async function startServer(spec: ServerSpec): Promise<RunningServer> {
   const port = await freePort()

@@ -47,6 +47,7 @@ import postgres from 'postgres'
 import { connectDevice, type Device } from '../../iot/device'
 import { type DeviceCredentials, type Fleet, inventoryApi, provisionFleet } from '../../iot/provision'
 import type { LoadWorkerConfig, RunCommand, RunResult } from './ingest-load.ts'
+import { freePort } from '../free-port'
 
 const ROOT = join(import.meta.dir, '..', '..')
 const READY_TIMEOUT_MS = 30_000
@@ -220,13 +221,6 @@ async function runCleanups() {
   await Promise.allSettled(all.map((c) => c()))
 }
 
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = probe.port
-  await probe.stop(true)
-  if (!port) throw new Error('could not find a free port')
-  return port
-}
 
 /** User + system CPU seconds of a process from /proc/<pid>/stat (ticks of 1/100 s); null without /proc. */
 async function cpuSeconds(pid: number): Promise<number | null> {
@@ -243,7 +237,7 @@ async function cpuSeconds(pid: number): Promise<number | null> {
 async function machineBusySeconds(): Promise<number | null> {
   try {
     const line = (await Bun.file('/proc/stat').text()).split('\n')[0]
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number)
     return (user + nice + system + irq + softirq + steal) / 100
   } catch {
     return null

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { freePort } from '../free-port'
 
 const ROOT = join(import.meta.dir, '..', '..')
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } })
@@ -16,12 +17,6 @@ const runs = Number(values.runs)
 const TARGET_MS = 1000
 const RSS_TARGET_MB = 120
 
-const freePort = () => {
-  const s = Bun.serve({ port: 0, fetch: () => new Response() })
-  const port = s.port!
-  s.stop(true)
-  return port
-}
 const rssMb = async (pid: number) => {
   const status = await Bun.file(`/proc/${pid}/status`).text()
   return Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) / 1024
@@ -30,7 +25,7 @@ const rssMb = async (pid: number) => {
 const results: { readyMs: number; rss: number }[] = []
 for (let i = 0; i < runs; i++) {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-startup-'))
-  const port = freePort()
+  const port = await freePort()
   const t0 = performance.now()
   const proc = Bun.spawn([process.execPath, join(ROOT, 'kernel/main.ts')], {
     cwd: dir,
