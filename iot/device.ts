@@ -508,3 +508,19 @@ function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
   const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
+
+/** The stats of many devices added up (`online` counts the devices that are online). */
+export function fleetStats(devices: Device[]) {
+  const t = { sent: 0, acknowledged: 0, resent: 0, rejected: 0, pending: 0, connects: 0, online: 0 }
+  for (const d of devices) {
+    const s = d.stats()
+    t.sent += s.sent
+    t.acknowledged += s.acknowledged
+    t.resent += s.resent
+    t.rejected += s.rejected
+    t.pending += s.pending
+    t.connects += s.connects
+    t.online += s.online ? 1 : 0
+  }
+  return t
+}

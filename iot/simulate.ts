@@ -13,7 +13,7 @@
  * `simulate()` is the same run for benchmarks, without the CLI.
  */
 import { parseArgs } from 'node:util'
-import { Device, type Reading, type WireReading } from './device'
+import { Device, fleetStats, type Reading, type WireReading } from './device'
 import { type DeviceCredentials, type Fleet, inParallel, loadFleet, provisionFleet, saveFleet } from './provision'
 
 export interface SimulationOptions {
@@ -151,16 +151,7 @@ async function drainFleet(devices: Device[]) {
 }
 
 function sumStats(devices: Device[]): Totals {
-  const totals: Totals = { sent: 0, acknowledged: 0, resent: 0, rejected: 0, pending: 0, online: 0 }
-  for (const d of devices) {
-    const s = d.stats()
-    totals.sent += s.sent
-    totals.acknowledged += s.acknowledged
-    totals.resent += s.resent
-    totals.rejected += s.rejected
-    totals.pending += s.pending
-    totals.online += s.online ? 1 : 0
-  }
+  const { connects: _connects, ...totals } = fleetStats(devices)
   return totals
 }
 

@@ -25,6 +25,7 @@ import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 import type { LoadClient, LoadConfig, LoadResult } from './load.ts'
 import { freePort } from '../free-port'
+import { isRunning, stopChild } from './children'
 
 const ROOT = join(import.meta.dir, '..', '..')
 const READY_TIMEOUT_MS = 30_000
@@ -193,9 +194,6 @@ function spawnChild(cmd: string[], env: Record<string, string>): Subprocess<'ign
   return proc
 }
 
-function isRunning(proc: Subprocess): boolean {
-  return proc.exitCode === null && proc.signalCode === null
-}
 
 
 async function startServer(spec: ServerSpec): Promise<RunningServer> {
@@ -225,16 +223,6 @@ async function waitUntilReady({ spec, proc, baseUrl, log }: RunningServer): Prom
   throw new Error(`${spec.name} did not answer 200 on ${spec.readyPath} within ${READY_TIMEOUT_MS / 1000} s:\n${log}`)
 }
 
-/** SIGTERM first so the server can shut down cleanly, SIGKILL if it does not within the grace period. */
-async function stopChild(proc: Subprocess): Promise<void> {
-  if (!isRunning(proc)) return
-  proc.kill('SIGTERM')
-  const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(STOP_GRACE_MS).then(() => false)])
-  if (!exited) {
-    proc.kill('SIGKILL')
-    await proc.exited
-  }
-}
 
 function killAllChildren(): void {
   for (const proc of children) if (isRunning(proc)) proc.kill('SIGKILL')
@@ -285,7 +273,7 @@ async function benchmarkRound(spec: ServerSpec, options: Options): Promise<Round
     if (!isRunning(server.proc)) throw new Error(`${spec.name} died under load:\n${server.log}`)
     return { load, idleRssMb, loadedRssMb }
   } finally {
-    await stopChild(server.proc)
+    await stopChild(server.proc, STOP_GRACE_MS)
   }
 }
 

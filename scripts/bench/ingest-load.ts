@@ -21,7 +21,7 @@
  * (RunResult). Any failure prints `{"event":"error","message":...}` and exits with 1.
  */
 import { readFileSync } from 'node:fs'
-import { Device, type Reading, type WireReading } from '../../iot/device'
+import { Device, fleetStats, type Reading, type WireReading } from '../../iot/device'
 import { type DeviceCredentials, inParallel } from '../../iot/provision'
 
 export interface LoadWorkerConfig {
@@ -145,18 +145,7 @@ class Worker {
   }
 
   private sum() {
-    const t = { sent: 0, acknowledged: 0, resent: 0, rejected: 0, pending: 0, connects: 0, online: 0 }
-    for (const d of this.devices) {
-      const s = d.stats()
-      t.sent += s.sent
-      t.acknowledged += s.acknowledged
-      t.resent += s.resent
-      t.rejected += s.rejected
-      t.pending += s.pending
-      t.connects += s.connects
-      t.online += s.online ? 1 : 0
-    }
-    return t
+    return fleetStats(this.devices)
   }
 
   async run(command: Extract<RunCommand, { cmd: 'run' }>): Promise<RunResult> {

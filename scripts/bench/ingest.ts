@@ -48,6 +48,7 @@ import { connectDevice, type Device } from '../../iot/device'
 import { type DeviceCredentials, type Fleet, inventoryApi, provisionFleet } from '../../iot/provision'
 import type { LoadWorkerConfig, RunCommand, RunResult } from './ingest-load.ts'
 import { freePort } from '../free-port'
+import { isRunning, stopChild } from './children'
 
 const ROOT = join(import.meta.dir, '..', '..')
 const READY_TIMEOUT_MS = 30_000
@@ -198,18 +199,7 @@ function spawnChild(cmd: string[], env: Record<string, string>) {
   return proc
 }
 
-const isRunning = (proc: Subprocess) => proc.exitCode === null && proc.signalCode === null
 
-/** SIGTERM, then SIGKILL if the child is still there after the grace period. */
-async function stopChild(proc: Subprocess) {
-  if (!isRunning(proc)) return
-  proc.kill('SIGTERM')
-  const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(STOP_GRACE_MS).then(() => false)])
-  if (!exited) {
-    proc.kill('SIGKILL')
-    await proc.exited
-  }
-}
 
 function killAllChildren() {
   for (const proc of children) if (isRunning(proc)) proc.kill('SIGKILL')
@@ -343,7 +333,7 @@ class LoadWorker {
       this.send({ cmd: 'exit' })
       await Promise.race([this.proc.exited, Bun.sleep(8_000)])
     }
-    await stopChild(this.proc)
+    await stopChild(this.proc, STOP_GRACE_MS)
     rmSync(this.configFile, { force: true })
   }
 
@@ -541,7 +531,7 @@ async function rawRound(options: Options): Promise<RoundResult> {
   } finally {
     await worker?.stop()
     await subscriber?.endAsync(true).catch(() => {})
-    await stopChild(proc)
+    await stopChild(proc, STOP_GRACE_MS)
   }
 }
 
@@ -723,7 +713,7 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
     }
   } finally {
     await worker?.stop()
-    if (server) await stopChild(server.proc)
+    if (server) await stopChild(server.proc, STOP_GRACE_MS)
     cleanups.delete(store.cleanup)
     await store.cleanup().catch((error) => console.error(`  cleanup of ${kind} failed: ${error instanceof Error ? error.message : error}`))
   }
