@@ -10,6 +10,7 @@ import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import { NotFound } from '../../shared/errors'
+import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
 
 type DeviceRow = Tables<InventorySchema>['devices']['$inferSelect']
@@ -148,20 +149,18 @@ export class DeviceRegistry implements MqttAuthority {
 
   /** Marks the device offline (last will, its own status message, or silence), raising an alert once. */
   async offline(tx: Db, deviceId: string, why: string) {
-    const { devices, alerts } = this.t
+    const { devices } = this.t
     const [flipped] = await tx
       .update(devices)
       .set({ status: 'offline' })
       .where(and(eq(devices.id, deviceId), eq(devices.status, 'online')))
       .returning()
     if (!flipped) return
-    await tx.insert(alerts).values({
-      id: Bun.randomUUIDv7(),
+    await raiseAlert(tx, this.t, this.events, {
       type: 'device_offline',
       warehouse: flipped.warehouse,
       deviceId,
       message: `device ${flipped.name} (${deviceId}) in ${flipped.warehouse} went offline: ${why}`,
-      createdAt: new Date(),
     })
     await this.events.publish('inventory.device.status', { deviceId, warehouse: flipped.warehouse, status: 'offline' })
   }

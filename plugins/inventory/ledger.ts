@@ -6,6 +6,7 @@
 import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
 import type { Db, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
+import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
 
 export interface Level {
@@ -236,7 +237,7 @@ export class Ledger {
   async announce(tx: Db, changed: Level[]) {
     const latest = [...new Map(changed.map((l) => [`${l.sku}\u0000${l.warehouse}`, l])).values()]
     if (latest.length === 0) return
-    const { items, levels, alerts } = this.t
+    const { items, levels } = this.t
     const skus = [...new Set(latest.map((l) => l.sku))]
     const reorder = new Map(
       (await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))).map(
@@ -261,13 +262,11 @@ export class Ledger {
         .where(and(this.where(level.sku, level.warehouse), eq(levels.lowAlerted, !low)))
         .returning({ sku: levels.sku })
       if (!flipped || !low) continue
-      await tx.insert(alerts).values({
-        id: Bun.randomUUIDv7(),
+      await raiseAlert(tx, this.t, this.events, {
         type: 'low_stock',
         sku: level.sku,
         warehouse: level.warehouse,
         message: `${level.sku} in ${level.warehouse}: ${level.available} available, reorder point ${item.reorderPoint}`,
-        createdAt: new Date(),
       })
       await this.events.publish('inventory.stock.low', {
         sku: level.sku,

@@ -5,11 +5,11 @@
  */
 import { t } from 'elysia'
 import type { PluginContext } from '../../kernel/plugin'
-import { StockLevel } from '../../shared/contracts/inventory'
+import { Alert, StockLevel } from '../../shared/contracts/inventory'
+import { toAlertView } from './alerts'
 import { ListQuery, Page, decodeCursor, isString, page } from '../../shared/pagination'
 import {
   type StockService,
-  toAlertView,
   toItemView,
   toMovementView,
   toPurchaseOrderView,
@@ -81,15 +81,6 @@ const PurchaseOrder = t.Object({
   lines: t.Array(t.Object({ sku: t.String(), quantity: t.Integer() })),
   createdAt: Time,
   updatedAt: Time,
-})
-const Alert = t.Object({
-  id: t.String(),
-  type: t.String(),
-  sku: t.Union([t.String(), t.Null()]),
-  warehouse: t.Union([t.String(), t.Null()]),
-  deviceId: t.Union([t.String(), t.Null()]),
-  message: t.String(),
-  createdAt: Time,
 })
 
 const isPair = (k: unknown): k is [string, string] =>

@@ -21,7 +21,6 @@ type ReservationRow = T['reservations']['$inferSelect']
 type SupplierRow = T['suppliers']['$inferSelect']
 type PurchaseOrderRow = T['purchaseOrders']['$inferSelect']
 type MovementRow = T['movements']['$inferSelect']
-type AlertRow = T['alerts']['$inferSelect']
 
 /** Columns are 32-bit integers on PostgreSQL; stock never goes beyond this on either dialect. */
 export const MAX_ON_HAND = 2_147_483_647
@@ -81,15 +80,6 @@ export interface MovementView {
   source: string
   at: string
 }
-export interface AlertView {
-  id: string
-  type: string
-  sku: string | null
-  warehouse: string | null
-  deviceId: string | null
-  message: string
-  createdAt: string
-}
 
 export const toWarehouseView = (w: WarehouseRow): WarehouseView => ({ id: w.id, code: w.code, name: w.name, createdAt: w.createdAt.toISOString() })
 export const toItemView = (i: ItemRow): ItemView => ({
@@ -130,15 +120,6 @@ export const toMovementView = (m: MovementRow): MovementView => ({
   reason: m.reason,
   source: m.source,
   at: m.at.toISOString(),
-})
-export const toAlertView = (a: AlertRow): AlertView => ({
-  id: a.id,
-  type: a.type,
-  sku: a.sku,
-  warehouse: a.warehouse,
-  deviceId: a.deviceId,
-  message: a.message,
-  createdAt: a.createdAt.toISOString(),
 })
 
 export interface StockDeps {

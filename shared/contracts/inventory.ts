@@ -20,6 +20,16 @@ export const Reservation = t.Object({
   createdAt: t.String({ format: 'date-time' }),
 })
 
+export const Alert = t.Object({
+  id: t.String(),
+  type: t.Union([t.Literal('low_stock'), t.Literal('device_offline')]),
+  sku: t.Union([t.String(), t.Null()]),
+  warehouse: t.Union([t.String(), t.Null()]),
+  deviceId: t.Union([t.String(), t.Null()]),
+  message: t.String(),
+  createdAt: t.String({ format: 'date-time' }),
+})
+
 const ReservationRef = t.Object({ id: t.String({ maxLength: 64 }) })
 
 export const inventoryActions = {
@@ -67,5 +77,9 @@ export const inventoryEvents = {
   'inventory.device.status': event({
     payload: t.Object({ deviceId: t.String(), warehouse: t.String(), status: t.Union([t.Literal('online'), t.Literal('offline')]) }),
     doc: 'A device went online or offline (last will, status topic or heartbeat timeout).',
+  }),
+  'inventory.alert.raised': event({
+    payload: t.Object({ alert: Alert }),
+    doc: 'A low-stock or device-offline alert was raised (the row GET /alerts lists).',
   }),
 }
