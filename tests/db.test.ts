@@ -7,18 +7,23 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { eq } from 'drizzle-orm'
 import { type Database, materialize, openDatabase } from '../kernel/db'
+import { schema as inventorySchema } from '../plugins/inventory/schema'
 import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
 import { ROOT, client, isolatedStore, startServer, type TestServer, variant } from './harness'
 
 const store = isolatedStore()
 let db: Database
-const { entries } = materialize(ledgerSchema, store.env.DATABASE_URL.startsWith('sqlite') ? 'sqlite' : 'postgres')
+const dialect = store.env.DATABASE_URL.startsWith('sqlite') ? 'sqlite' : 'postgres'
+const { entries } = materialize(ledgerSchema, dialect)
+// A real plugin's tables, for every column kind: text, integer, bigint, boolean, timestamp, NULL.
+const { levels } = materialize(inventorySchema, dialect)
 const entry = (note: string) => ({ id: Bun.randomUUIDv7(), note, at: new Date() })
 const notes = async () => (await db.read.select().from(entries)).map((e) => e.note).sort()
 
 beforeAll(async () => {
   db = openDatabase(store.env.DATABASE_URL)
   await db.migrate(join(ROOT, 'tests/fixtures/plugins/ledger/migrations', db.dialect), '__migrations_ledger')
+  await db.migrate(join(ROOT, 'plugins/inventory/migrations', db.dialect), '__migrations_inventory')
 })
 afterAll(async () => {
   await db.close()
@@ -95,6 +100,48 @@ describe(`database port (${variant})`, () => {
     release()
     await writing
     expect((await db.read.select().from(entries).where(eq(entries.id, row.id))).length).toBe(1)
+  })
+
+  test('insertMany writes every column kind as the table defines it, and reads back identically', async () => {
+    const at = new Date(Date.UTC(2026, 10, 23, 12, 0, 0, 123))
+    const rows = Array.from({ length: 1200 }, (_, i) => ({
+      sku: `BULK-${i}`,
+      warehouse: i % 2 ? 'W"1' : "W'2",
+      onHand: i - 600,
+      reserved: i % 7,
+      lastCountTs: i % 3 ? 1_767_225_600_000 + i : null,
+      lowAlerted: i % 5 === 0,
+      updatedAt: at,
+    }))
+    const inserted = await db.insertMany(levels, rows, { returning: 'sku' })
+    expect(inserted).toEqual(rows.map((r) => r.sku))
+    const back = await db.read.select().from(levels)
+    const bySku = new Map(back.map((r) => [r.sku, r]))
+    for (const row of rows) expect(bySku.get(row.sku)).toEqual(row)
+  })
+
+  test('insertMany with onConflictDoNothing returns only the rows it inserted; without it a conflict fails and writes nothing', async () => {
+    const row = (sku: string) => ({ sku, warehouse: 'WX', onHand: 1, updatedAt: new Date() })
+    await db.insertMany(levels, [row('DUP-1'), row('DUP-2')])
+    const got = await db.insertMany(levels, [row('DUP-2'), row('DUP-3'), row('DUP-1'), row('DUP-4')], { onConflictDoNothing: true, returning: 'sku' })
+    expect(got.sort()).toEqual(['DUP-3', 'DUP-4'])
+    // Left out: the column's default (reserved 0, lowAlerted false).
+    const [three] = await db.read.select().from(levels).where(eq(levels.sku, 'DUP-3'))
+    expect(three).toMatchObject({ onHand: 1, reserved: 0, lowAlerted: false, lastCountTs: null })
+    await expect(db.insertMany(levels, [row('DUP-5'), row('DUP-1')])).rejects.toThrow()
+    expect(await db.read.select().from(levels).where(eq(levels.sku, 'DUP-5'))).toEqual([])
+  })
+
+  test('insertMany inside a transaction is part of it and rolls back with it', async () => {
+    await expect(
+      db.transaction(async () => {
+        await db.insertMany(levels, [{ sku: 'ROLLED', warehouse: 'WX', onHand: 5, updatedAt: new Date() }])
+        await Bun.sleep(5)
+        throw new Error('undo')
+      }),
+    ).rejects.toThrow('undo')
+    expect(await db.read.select().from(levels).where(eq(levels.sku, 'ROLLED'))).toEqual([])
+    expect(await db.insertMany(levels, [])).toEqual([])
   })
 
   test('the value returned by a transaction is what its callback returned', async () => {

@@ -3,7 +3,8 @@
  * atomic on both dialects (a throw anywhere inside, even after an await, rolls everything back).
  * A transaction opened inside another one joins it.
  */
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import type { PgDatabase, PgQueryResultHKT, PgTable } from 'drizzle-orm/pg-core'
+import type { InsertManyOptions } from './bulk'
 import type { Dialect } from './schema'
 
 /** A drizzle database, typed as PostgreSQL; at run time it may be bun:sqlite (see schema.ts). */
@@ -15,6 +16,16 @@ export interface Database {
   readonly dialect: Dialect
   readonly read: Reader
   transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>
+  /**
+   * Inserts many rows of one table with a statement planned once (see bulk.ts): for hot paths.
+   * Joins the surrounding transaction (or runs in its own). With `returning`, gives that
+   * property of each row actually inserted (rows skipped by `onConflictDoNothing` give nothing).
+   */
+  insertMany<T extends PgTable, K extends keyof T['$inferSelect'] & string = never>(
+    table: T,
+    rows: T['$inferInsert'][],
+    options?: Omit<InsertManyOptions, 'returning'> & { returning?: K },
+  ): Promise<T['$inferSelect'][K][]>
   /** Runs `fn` once the surrounding transaction has committed; at once when there is none. */
   afterCommit(fn: () => void): void
   /** Applies the drizzle-kit migrations in `folder`, recording them in `table`. */

@@ -6,8 +6,22 @@ import postgres from 'postgres'
 import { sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
+import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
 import type { Database, Db } from './port'
 import { runHooks, TransactionScope } from './transaction-scope'
+
+/**
+ * A PostgreSQL array literal, sent as text and cast by the statement (`$1::integer[]`): postgres.js
+ * would type some arrays from their first element (boolean, not boolean[]).
+ */
+function arrayLiteral(values: unknown[]): string {
+  const items = values.map((v) => {
+    if (v === null) return 'NULL'
+    const text = v instanceof Date ? v.toISOString() : typeof v === 'object' ? JSON.stringify(v) : String(v)
+    return `"${text.replace(/[\\"]/g, '\\$&')}"`
+  })
+  return `{${items.join(',')}}`
+}
 
 export function openPostgres(url: string, options: { max?: number } = {}): Database {
   const parsed = new URL(url)
@@ -17,6 +31,7 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
 
   const client = postgres(parsed.toString(), {
     max: options.max ?? 10,
+    prepare: false,
     onnotice: () => {},
     connection: { search_path: schema },
     connect_timeout: 5,
@@ -26,9 +41,24 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
   let schemaReady: Promise<unknown> | undefined
   const ensureSchema = () => (schemaReady ??= client.unsafe(`create schema if not exists "${schema}"`))
 
-  return {
+  const plans = new Map<string, BulkPlan>()
+
+  const database: Database = {
     dialect: 'postgres',
     read: db,
+    insertMany(table, rows, options = {}) {
+      if (rows.length === 0) return Promise.resolve([])
+      return database.transaction(async (tx) => {
+        const plan = planInsert('postgres', table, rows, options, plans)
+        // One array per column; the statement text (and so its plan) is the same for any number of rows.
+        const columns = plan.columns.map((c, i) => arrayLiteral((rows as Record<string, unknown>[]).map((row) => driverValue(c, row[plan.keys[i]!]))))
+        const statement = sql.join(
+          plan.text.split(/\$\d+/).flatMap((part, i) => (i === 0 ? [sql.raw(part)] : [sql.param(columns[i - 1]), sql.raw(part)])),
+        )
+        const result = (await tx.execute(statement)) as unknown as { r: unknown }[]
+        return returned(plan, result) as never
+      })
+    },
     async transaction(fn) {
       const joined = scope.current()
       if (joined) return fn(joined.tx)
@@ -57,4 +87,5 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
       await client.end({ timeout: 5 })
     },
   }
+  return database
 }

@@ -14,7 +14,6 @@ import { eventTables } from './schema'
 /** Long enough to deliver a batch; if a relay dies holding rows, another takes them over after this. */
 const LEASE_MS = 30_000
 const BATCH = 100
-const RECORD_CHUNK = 500
 
 export class Outbox {
   private readonly t
@@ -36,19 +35,18 @@ export class Outbox {
   /** Writes the events to the outbox inside the current transaction, or in one of its own. */
   async record(...events: EventEnvelope[]): Promise<void> {
     if (events.length === 0) return
-    await this.db.transaction(async (tx) => {
-      // Several rows per INSERT: a batch that announces hundreds of changes writes them in a few statements.
-      for (let i = 0; i < events.length; i += RECORD_CHUNK)
-        await tx.insert(this.t.outbox).values(
-          events.slice(i, i + RECORD_CHUNK).map((event) => ({
-            id: event.id,
-            type: event.type,
-            source: event.source,
-            payload: event.payload,
-            headers: event.headers,
-            occurredAt: new Date(event.occurredAt),
-          })),
-        )
+    await this.db.transaction(async () => {
+      await this.db.insertMany(
+        this.t.outbox,
+        events.map((event) => ({
+          id: event.id,
+          type: event.type,
+          source: event.source,
+          payload: event.payload,
+          headers: event.headers,
+          occurredAt: new Date(event.occurredAt),
+        })),
+      )
       this.db.afterCommit(() => this.nudge())
     })
   }

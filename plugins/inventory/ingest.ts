@@ -13,7 +13,7 @@ import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import type { DeviceRegistry } from './devices'
 import { parseDeviceTopic } from './devices'
-import { INSERT_CHUNK, type Ledger, type SensorGroup, type SensorReading } from './ledger'
+import { type Ledger, type ReorderRules, type SensorGroup, type SensorReading } from './ledger'
 import type { InventorySchema } from './schema'
 
 const MAX_BATCH = 1000
@@ -95,7 +95,16 @@ export class Ingest {
   private async apply(messages: MqttMessage[]) {
     const counts: Record<Outcome, number> = { applied: 0, duplicate: 0, rejected: 0, stale: 0 }
     const lags: number[] = []
+    // Where a batch's time goes, logged at debug level (LOG_LEVEL=debug): ms per step.
+    const steps: Record<string, number> = {}
+    let last = performance.now()
+    const mark = (step: string) => {
+      const now = performance.now()
+      steps[step] = Math.round((now - last) * 10) / 10
+      last = now
+    }
     await this.db.transaction(async (tx) => {
+      mark('wait')
       const { readings } = this.t
       const receivedAt = new Date()
       const refused: (typeof readings.$inferInsert)[] = []
@@ -110,6 +119,7 @@ export class Ingest {
         else for (const r of p.readings!) candidates.push({ deviceId: p.deviceId, warehouse: p.warehouse, r })
       }
       counts.rejected += refused.length
+      mark('parse')
 
       // The first of several copies of (deviceId, seq) in this batch is the one that counts.
       const firsts = new Map<string, (typeof candidates)[number]>()
@@ -127,14 +137,12 @@ export class Ingest {
         reason: known.has(c.r.sku) ? null : `unknown SKU ${c.r.sku}`,
         receivedAt,
       }))
+      mark('known')
       // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate.
-      const inserted = new Set<string>()
-      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-        const done = await tx.insert(readings).values(rows.slice(i, i + INSERT_CHUNK)).onConflictDoNothing().returning({ id: readings.id })
-        for (const d of done) inserted.add(d.id)
-      }
-      for (let i = 0; i < refused.length; i += INSERT_CHUNK) await tx.insert(readings).values(refused.slice(i, i + INSERT_CHUNK))
+      const inserted = new Set(await this.db.insertMany(readings, rows, { onConflictDoNothing: true, returning: 'id' }))
+      await this.db.insertMany(readings, refused)
       counts.duplicate += candidates.length - inserted.size
+      mark('readings')
 
       const groups = new Map<string, SensorGroup>()
       const byReading = new Map<SensorReading, string>()
@@ -152,7 +160,9 @@ export class Ingest {
         group.readings.push(reading)
         byReading.set(reading, row.id)
       }
-      const { levels, stale } = await this.ledger.applySensorReadings(tx, [...groups.values()])
+      mark('group')
+      const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, [...groups.values()])
+      mark('apply')
       const staleIds = [...stale].map((r) => byReading.get(r)!)
       if (staleIds.length)
         await tx.update(readings).set({ status: 'stale', reason: 'no later than the last applied count' }).where(inArray(readings.id, staleIds))
@@ -160,8 +170,12 @@ export class Ingest {
       counts.applied += byReading.size - staleIds.length
       for (const r of byReading.keys()) if (!stale.has(r)) lags.push(Date.now() - r.ts)
       await this.devices.seen(tx, [...heard], receivedAt)
-      await this.ledger.announce(tx, levels)
+      mark('seen')
+      await this.ledger.announce(tx, levels, { items: known, alerted })
+      mark('announce')
     })
+    mark('commit')
+    this.log.debug({ messages: messages.length, ms: steps }, 'ingest batch')
     for (const [outcome, n] of Object.entries(counts)) if (n) this.readingsTotal.inc({ outcome }, n)
     for (const ms of lags) this.lag.observe(Math.max(0, ms) / 1000)
   }
@@ -191,9 +205,9 @@ export class Ingest {
   }
 
   private async knownSkus(tx: Db, skus: string[]) {
-    if (skus.length === 0) return new Set<string>()
+    if (skus.length === 0) return new Map() as ReorderRules
     const { items } = this.t
-    const rows = await tx.select({ sku: items.sku }).from(items).where(inArray(items.sku, skus))
-    return new Set(rows.map((r) => r.sku))
+    const rows = await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))
+    return new Map(rows.map((r) => [r.sku, r]))
   }
 }

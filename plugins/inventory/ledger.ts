@@ -4,7 +4,7 @@
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
 import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
-import type { Db, Tables } from '../../kernel/db'
+import type { Database, Db, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
@@ -20,8 +20,15 @@ export interface Level {
 type LevelRow = Tables<InventorySchema>['levels']['$inferSelect']
 export const toLevel = (r: LevelRow): Level => ({ sku: r.sku, warehouse: r.warehouse, onHand: r.onHand, reserved: r.reserved, available: r.onHand - r.reserved })
 
+/** sku + warehouse, as a map key. */
+export const levelKey = (sku: string, warehouse: string) => `${sku}\u0000${warehouse}`
+/** Reorder rules per SKU. */
+export type ReorderRules = Map<string, { reorderPoint: number | null; reorderQuantity: number | null }>
+/** Whether a level's low-stock alert is open, by levelKey. */
+export type AlertFlags = Map<string, boolean>
+
 /** Rows per multi-row INSERT: well under both dialects' limits on bound parameters. */
-export const INSERT_CHUNK = 500
+const INSERT_CHUNK = 500
 
 export interface SensorReading {
   ts: number
@@ -48,6 +55,7 @@ export interface Movement {
 
 export class Ledger {
   constructor(
+    private readonly db: Database,
     private readonly t: Tables<InventorySchema>,
     private readonly events: PluginContext['events'],
   ) {}
@@ -102,32 +110,33 @@ export class Ledger {
    * Each level is written conditionally on what was read, so a concurrent writer (another replica)
    * makes this level retry instead of being overwritten. Returns the new levels and the stale readings.
    */
-  async applySensorReadings(tx: Db, groups: SensorGroup[]): Promise<{ levels: Level[]; stale: Set<SensorReading> }> {
+  async applySensorReadings(tx: Db, groups: SensorGroup[]): Promise<{ levels: Level[]; stale: Set<SensorReading>; alerted: AlertFlags }> {
     const { levels, movements } = this.t
     const stale = new Set<SensorReading>()
     const changed: Level[] = []
-    if (groups.length === 0) return { levels: changed, stale }
+    const alerted: AlertFlags = new Map()
+    if (groups.length === 0) return { levels: changed, stale, alerted }
     const now = new Date()
-    await tx
-      .insert(levels)
-      .values(groups.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })))
-      .onConflictDoNothing()
+    await this.db.insertMany(
+      levels,
+      groups.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })),
+      { onConflictDoNothing: true },
+    )
     const rows: (typeof movements.$inferInsert)[] = []
     // One read for every level of the batch; a level that changed meanwhile is read again alone.
-    const key = (sku: string, warehouse: string) => `${sku}\u0000${warehouse}`
     const read = new Map(
       (
         await tx
           .select()
           .from(levels)
           .where(and(inArray(levels.sku, [...new Set(groups.map((g) => g.sku))]), inArray(levels.warehouse, [...new Set(groups.map((g) => g.warehouse))])))
-      ).map((l) => [key(l.sku, l.warehouse), l]),
+      ).map((l) => [levelKey(l.sku, l.warehouse), l]),
     )
     // Levels that only receive deltas newer than their last count take one statement for all of
     // them: onHand += the sum, on condition that no count newer than the earliest delta landed since.
     const slow: SensorGroup[] = []
     const fast = groups.filter((g) => {
-      const before = read.get(key(g.sku, g.warehouse))!
+      const before = read.get(levelKey(g.sku, g.warehouse))!
       const ok = g.readings.every((r) => r.type === 'delta' && (before.lastCountTs === null || r.ts > before.lastCountTs))
       if (!ok) slow.push(g)
       return ok
@@ -153,9 +162,9 @@ export class Ledger {
           setWhere: sql`coalesce(${levels.lastCountTs}, -1) < excluded.last_count_ts`,
         })
         .returning()
-      const done = new Map(updated.map((l) => [key(l.sku, l.warehouse), l]))
+      const done = new Map(updated.map((l) => [levelKey(l.sku, l.warehouse), l]))
       for (const g of chunk) {
-        const row = done.get(key(g.sku, g.warehouse))
+        const row = done.get(levelKey(g.sku, g.warehouse))
         if (!row) {
           slow.push(g) // a count arrived meanwhile: take the careful path
           continue
@@ -167,10 +176,11 @@ export class Ledger {
             rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: r.value, onHandAfter: onHand, reason: r.reason, source: r.source, at: new Date(r.ts) })
         }
         changed.push(toLevel(row))
+        alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
       }
     }
     for (const g of slow) {
-      let before = read.get(key(g.sku, g.warehouse))!
+      let before = read.get(levelKey(g.sku, g.warehouse))!
       for (;; [before] = await tx.select().from(levels).where(this.where(g.sku, g.warehouse))) {
         let onHand = before.onHand
         let lastCountTs = before.lastCountTs
@@ -213,11 +223,12 @@ export class Ledger {
           if (m.delta !== 0)
             rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: m.delta, onHandAfter: m.after, reason: m.r.reason, source: m.r.source, at: new Date(m.at) })
         changed.push(toLevel(row))
+        alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
         break
       }
     }
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK) await tx.insert(movements).values(rows.slice(i, i + INSERT_CHUNK))
-    return { levels: changed, stale }
+    await this.db.insertMany(movements, rows)
+    return { levels: changed, stale, alerted }
   }
 
   private whereMovements(sku: string, warehouse: string) {
@@ -234,27 +245,32 @@ export class Ledger {
    * Publishes stock.changed for each level (the last state per SKU and warehouse) and raises a
    * low-stock alert when available fell to the reorder point, once until it recovers.
    */
-  async announce(tx: Db, changed: Level[]) {
-    const latest = [...new Map(changed.map((l) => [`${l.sku}\u0000${l.warehouse}`, l])).values()]
+  async announce(tx: Db, changed: Level[], known: { items?: ReorderRules; alerted?: AlertFlags } = {}) {
+    const latest = [...new Map(changed.map((l) => [levelKey(l.sku, l.warehouse), l])).values()]
     if (latest.length === 0) return
     const { items, levels } = this.t
     const skus = [...new Set(latest.map((l) => l.sku))]
-    const reorder = new Map(
-      (await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))).map(
-        (i) => [i.sku, i],
-      ),
-    )
-    const alerted = new Map(
-      (await tx.select({ sku: levels.sku, warehouse: levels.warehouse, lowAlerted: levels.lowAlerted }).from(levels).where(inArray(levels.sku, skus))).map(
-        (l) => [`${l.sku}\u0000${l.warehouse}`, l.lowAlerted],
-      ),
-    )
+    // What the caller read or wrote in this transaction already is not read again.
+    const reorder =
+      known.items ??
+      new Map(
+        (await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))).map(
+          (i) => [i.sku, i],
+        ),
+      )
+    const alerted =
+      known.alerted ??
+      new Map(
+        (await tx.select({ sku: levels.sku, warehouse: levels.warehouse, lowAlerted: levels.lowAlerted }).from(levels).where(inArray(levels.sku, skus))).map(
+          (l) => [levelKey(l.sku, l.warehouse), l.lowAlerted],
+        ),
+      )
     await this.events.publishAll('inventory.stock.changed', latest)
     for (const level of latest) {
       const item = reorder.get(level.sku)
       if (!item || item.reorderPoint === null) continue
       const low = level.available <= item.reorderPoint
-      if (alerted.get(`${level.sku}\u0000${level.warehouse}`) === low) continue
+      if (alerted.get(levelKey(level.sku, level.warehouse)) === low) continue
       // Flip the flag conditionally: only the transaction that flips it raises the alert.
       const [flipped] = await tx
         .update(levels)

@@ -29,7 +29,7 @@ export default definePlugin({
     RESERVATION_SWEEP_MS: setting.int('how often reservations past their expiry are released', 1000, 50, 60_000),
   },
   setup(ctx) {
-    const ledger = new Ledger(ctx.tables, ctx.events)
+    const ledger = new Ledger(ctx.db, ctx.tables, ctx.events)
     const devices = new DeviceRegistry(ctx.db, ctx.tables, ctx.events, ctx.mqtt)
     const ingest = new Ingest(ctx.db, ctx.tables, ledger, devices, ctx.metrics, ctx.log)
     state.set(ctx, { devices, ingest })

@@ -10,6 +10,10 @@
  *
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun scripts/bench/ingest.ts
  *       (a PostgreSQL server to use; without --database it selects postgres)
+ *   BENCH_SERVER_FLAGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof" bun scripts/bench/ingest.ts
+ *       (extra flags for the server's bun, e.g. a CPU profile written when it stops)
+ *   BENCH_SERVER_LOG=/tmp/server.log BENCH_SERVER_LOG_LEVEL=debug bun scripts/bench/ingest.ts
+ *       (keeps the server's whole output; at debug level, with each ingest batch's time per step)
  *
  * Per round and target (raw, then each database, alternately over the rounds):
  * - raw: scripts/bench/raw-broker.ts (a bare aedes, anyone may connect) in its own process, a bare
@@ -37,7 +41,7 @@
  * do not add up (errors, rejected readings, applied != acknowledged).
  */
 import { randomBytes } from 'node:crypto'
-import { rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -179,8 +183,11 @@ const cleanups = new Set<() => Promise<void>>()
 /** Keeps the last few KB of a child's output to explain a failure. */
 class LogTail {
   private text = ''
+  /** `file`: where to keep the whole output as well (BENCH_SERVER_LOG for the server's). */
+  constructor(private readonly file?: string) {}
   append(chunk: string) {
     this.text = (this.text + chunk).slice(-4000)
+    if (this.file) appendFileSync(this.file, chunk)
   }
   toString() {
     return this.text.trim()
@@ -585,7 +592,9 @@ interface TesseraServer {
 
 async function startTessera(databaseUrl: string): Promise<TesseraServer> {
   const [port, mqttPort] = [await freePort(), await freePort()]
-  const proc = spawnChild([process.execPath, join(ROOT, 'kernel/main.ts')], {
+  // BENCH_SERVER_FLAGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof" profiles the server.
+  const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)
+  const proc = spawnChild([process.execPath, ...flags, join(ROOT, 'kernel/main.ts')], {
     NODE_ENV: 'development',
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -595,13 +604,13 @@ async function startTessera(databaseUrl: string): Promise<TesseraServer> {
     REDIS_URL: '',
     PLUGINS: '',
     DATABASE_URL: databaseUrl,
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn',
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
     RATE_LIMIT_IP_PER_MIN: UNLIMITED,
     RATE_LIMIT_USER_PER_MIN: UNLIMITED,
   })
-  const log = new LogTail()
+  const log = new LogTail(process.env.BENCH_SERVER_LOG)
   void drainInto(proc.stdout, log)
   void drainInto(proc.stderr, log)
   const server = { proc, baseUrl: `http://127.0.0.1:${port}`, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, log }
