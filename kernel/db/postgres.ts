@@ -31,7 +31,6 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
 
   const client = postgres(parsed.toString(), {
     max: options.max ?? 10,
-    prepare: false,
     onnotice: () => {},
     connection: { search_path: schema },
     connect_timeout: 5,

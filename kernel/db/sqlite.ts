@@ -6,7 +6,7 @@
  * connection (WAL), so they never see uncommitted writes.
  */
 import { Database as Sqlite } from 'bun:sqlite'
-import { mkdirSync, rmSync } from 'node:fs'
+import { mkdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
@@ -46,20 +46,41 @@ function withStatementCache(client: Sqlite): Sqlite {
   })
 }
 
-/** Every second, the log moves into the database file on another thread. */
+/**
+ * The log is copied into the database file on another thread (sqlite-checkpointer.ts) every second;
+ * past MAX_WAL_BYTES the writer waits, holding its lock but not the event loop, for a copy to
+ * complete, so the log starts over.
+ */
+const MAX_WAL_BYTES = 64 * 1024 * 1024
+
 function startCheckpointer(path: string) {
   const worker = new Worker(new URL('./sqlite-checkpointer.ts', import.meta.url).href)
   worker.unref()
-  worker.postMessage({ path, intervalMs: 1000 })
+  worker.postMessage({ type: 'open', path, intervalMs: 1000 })
+  const reply = (expected: string, send: object, timeoutMs: number) =>
+    new Promise<void>((resolve) => {
+      const timeout = setTimeout(done, timeoutMs)
+      function done() {
+        clearTimeout(timeout)
+        worker.removeEventListener('message', onMessage)
+        resolve()
+      }
+      function onMessage(e: MessageEvent) {
+        if (e.data === expected) done()
+      }
+      worker.addEventListener('message', onMessage)
+      worker.postMessage(send)
+    })
+  let commits = 0
   return {
+    /** Called after each commit: every 16 commits, whether the log has grown past its bound. */
+    due() {
+      return ++commits % 16 === 0 && (statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0) > MAX_WAL_BYTES
+    },
+    /** Copies the whole log; to be run holding the writer's lock. */
+    copy: () => reply('copied', { type: 'copy' }, 5000),
     async stop() {
-      const stopped = new Promise<void>((resolve) => {
-        const done = (e: MessageEvent) => e.data === 'stopped' && resolve()
-        worker.addEventListener('message', done)
-        setTimeout(resolve, 2000).unref()
-      })
-      worker.postMessage('stop')
-      await stopped
+      await reply('stopped', { type: 'stop' }, 2000)
       await worker.terminate()
     },
   }
@@ -117,6 +138,8 @@ export function openSqlite(url: string): Database {
           const result = await scope.within(writeDb, hooks, fn)
           writer.run('COMMIT')
           runHooks(hooks)
+          // Queued behind the transactions already waiting; this one's caller does not wait for it.
+          if (checkpointer.due()) void lock.hold(checkpointer.copy)
           return result
         } catch (error) {
           if (writer.inTransaction) writer.run('ROLLBACK')
