@@ -129,6 +129,7 @@ export const kernelSettings = {
   EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
   EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),
+  EVENT_RETENTION_SECONDS: setting.int('how long published events stay in the outbox table for inspection before they are deleted', 86_400, 1),
 } satisfies Spec
 
 export type KernelConfig = Values<typeof kernelSettings>

@@ -93,7 +93,7 @@ export class Kernel {
     const identity = new Identity(config.JWT_SECRET, cache)
     const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
     const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
-    const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
+    const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS, config.EVENT_RETENTION_SECONDS * 1000)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
     const delivery = new Delivery(
       db,

@@ -131,6 +131,27 @@ for (const bus of busAdapters) {
     })
   })
 
+  describe(`event bus contract: ${bus}, outbox retention (${variant})`, () => {
+    test('a published event is deleted from the outbox once the retention has passed', async () => {
+      const server = await startServer({ EVENT_BUS: bus, EVENT_RETENTION_SECONDS: '1' })
+      try {
+        const { body } = await client(server.url).post('/api/v1/ledger/entries', { note: 'kept for a second' })
+        expect(await eventually(async () => (await client(server.url).get('/api/v1/ledger/effects')).body.some((e: { entryId: string }) => e.entryId === body.id))).toBe(true)
+        const db = openDatabase(server.env.DATABASE_URL)
+        const { outbox } = materialize(eventTables, db.dialect)
+        try {
+          const rows = async () => (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded')
+          expect((await rows()).length).toBe(1)
+          expect(await eventually(async () => (await rows()).length === 0, 5_000)).toBe(true)
+        } finally {
+          await db.close()
+        }
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
   describe(`event bus contract: ${bus}, across a crash (${variant})`, () => {
     const store = isolatedStore()
     afterAll(() => store.cleanup())

@@ -13,11 +13,17 @@ import { eventTables } from './schema'
 
 /** Long enough to deliver a batch; if a relay dies holding rows, another takes them over after this. */
 const LEASE_MS = 30_000
-const BATCH = 100
+const BATCH = 500
+/** Published rows deleted per transaction, so pruning never holds the writer for long. */
+const PRUNE_CHUNK = 1000
+/** How often pruning runs (more often when the retention is shorter). */
+const PRUNE_EVERY_MS = 60_000
 
 export class Outbox {
   private readonly t
   private timer: ReturnType<typeof setInterval> | undefined
+  private pruneTimer: ReturnType<typeof setInterval> | undefined
+  private pruning: Promise<void> | undefined
   private sweeping: Promise<void> | undefined
   private again = false
   private readonly inFlight = new Set<Promise<void>>()
@@ -28,6 +34,8 @@ export class Outbox {
     private readonly bus: EventBus,
     private readonly log: Logger,
     private readonly intervalMs: number,
+    /** How long published rows are kept (for inspection) before they are deleted. */
+    private readonly retentionMs: number,
   ) {
     this.t = materialize(eventTables, db.dialect)
   }
@@ -54,13 +62,33 @@ export class Outbox {
   start() {
     this.stopped = false
     this.timer = setInterval(() => this.nudge(), this.intervalMs)
+    this.pruneTimer = setInterval(() => {
+      this.pruning ??= this.prune()
+        .catch((error) => this.log.warn({ err: error }, 'outbox prune failed'))
+        .finally(() => (this.pruning = undefined))
+    }, Math.min(PRUNE_EVERY_MS, this.retentionMs))
     this.nudge()
+  }
+
+  /** Deletes rows published longer ago than the retention, a chunk per transaction. */
+  async prune(now = Date.now()) {
+    const { outbox } = this.t
+    const cutoff = new Date(now - this.retentionMs)
+    for (let deleted = PRUNE_CHUNK; deleted === PRUNE_CHUNK && !this.stopped; ) {
+      deleted = await this.db.transaction(async (tx) => {
+        const ids = await tx.select({ id: outbox.id }).from(outbox).where(lt(outbox.publishedAt, cutoff)).limit(PRUNE_CHUNK)
+        if (ids.length) await tx.delete(outbox).where(inArray(outbox.id, ids.map((r) => r.id)))
+        return ids.length
+      })
+    }
   }
 
   /** Stops claiming rows and waits for the events in flight to settle. */
   async stop() {
     this.stopped = true
     clearInterval(this.timer)
+    clearInterval(this.pruneTimer)
+    await this.pruning
     await this.sweeping
     await Promise.allSettled([...this.inFlight])
   }
