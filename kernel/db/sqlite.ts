@@ -33,13 +33,28 @@ class Lock {
 }
 
 /**
- * drizzle compiles every statement anew (`prepare`); bun:sqlite's `query` keeps compiled statements
- * by their SQL, so the same statement with other values costs a lookup instead of a compile.
+ * drizzle compiles every statement anew (`prepare`); this keeps compiled statements by their SQL,
+ * so the same statement with other values costs a lookup instead of a compile. Bounded (least
+ * recently used out): `IN (…)` lists of every length would otherwise each stay compiled forever.
  */
+const STATEMENT_CACHE_SIZE = 500
+
 function withStatementCache(client: Sqlite): Sqlite {
+  const cache = new Map<string, ReturnType<Sqlite['prepare']>>()
+  const prepare = (sql: string) => {
+    let statement = cache.get(sql)
+    if (statement) cache.delete(sql)
+    else {
+      statement = client.prepare(sql)
+      // Dropped, not finalized: a statement prepared for later (drizzle's .prepare()) may still be held.
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+    }
+    cache.set(sql, statement)
+    return statement
+  }
   return new Proxy(client, {
     get(target, property) {
-      if (property === 'prepare') return (sql: string) => target.query(sql)
+      if (property === 'prepare') return prepare
       const value = Reflect.get(target, property, target)
       return typeof value === 'function' ? value.bind(target) : value
     },
