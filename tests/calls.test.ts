@@ -59,7 +59,7 @@ describe(`remote calls over static routes (${variant})`, () => {
     expectStatus(await api.post('/api/v1/inventory/warehouses', { code: 'W1', name: 'One' }, admin), 201)
     expectStatus(await api.post('/api/v1/inventory/items', { sku, name: 'A thing' }, admin), 201)
     expectStatus(await api.post('/api/v1/inventory/adjustments', { sku, warehouse: 'W1', delta: 10, reason: 'initial' }, admin), 201)
-  })
+  }, 30_000)
   afterAll(async () => {
     await Promise.all([owner && stopChild(owner.proc, 5000), caller && stopChild(caller.proc, 5000)])
     await store.cleanup()
@@ -233,7 +233,7 @@ describe(`what a remote call carries, and its retries (${variant})`, () => {
     caller = await spawnServer(
       baseEnv({ ...store.env, PLUGINS: 'storefront', PLUGIN_ROUTES: `inventory=${owner.url}`, CALL_RETRIES: '2', CALL_BREAKER_FAILURES: '1000' }),
     )
-  })
+  }, 20_000)
   afterAll(async () => {
     owner.reset()
     owner.stop()

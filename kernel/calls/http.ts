@@ -9,7 +9,7 @@
  * and is probed again half-open. A request that surely never reached a handler (connection refused,
  * or the owner said NOT_READY / NOT_HOSTED) may go to another owner whatever the action.
  */
-import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, retry, type CircuitBreakerPolicy } from 'cockatiel'
+import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, retry, type CircuitBreakerPolicy, type RetryPolicy } from 'cockatiel'
 import type { Logger } from 'pino'
 import { actions } from '../../shared/contracts'
 import {
@@ -48,6 +48,7 @@ export interface HttpTransportOptions {
 
 export class HttpTransport implements CallTransport {
   private readonly breakers = new Map<string, CircuitBreakerPolicy>()
+  private readonly retries = new Map<string, RetryPolicy>()
   private turn = 0
 
   constructor(
@@ -61,10 +62,19 @@ export class HttpTransport implements CallTransport {
   }
 
   invoke(action: string, input: unknown, meta: CallMeta): Promise<unknown> {
-    const idempotent = (actions as Record<string, { idempotent?: boolean }>)[action]?.idempotent === true
-    const again = (e: unknown) => e instanceof Undelivered || (idempotent && e instanceof Unreachable)
-    const policy = retry(handleWhen(again), { maxAttempts: this.o.retries, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) })
-    return policy.execute(() => this.toAnOwner(action, input, meta), meta.signal)
+    return this.retryFor(action).execute(() => this.toAnOwner(action, input, meta), meta.signal)
+  }
+
+  /** Idempotent actions go again after any owner failure; the others only when nothing ran. */
+  private retryFor(action: string) {
+    let policy = this.retries.get(action)
+    if (!policy) {
+      const idempotent = (actions as Record<string, { idempotent?: boolean }>)[action]?.idempotent === true
+      const again = (e: unknown) => e instanceof Undelivered || (idempotent && e instanceof Unreachable)
+      policy = retry(handleWhen(again), { maxAttempts: this.o.retries, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) })
+      this.retries.set(action, policy)
+    }
+    return policy
   }
 
   /** Round-robin over the owners, skipping those whose circuit is open; none left is Unavailable at once. */
