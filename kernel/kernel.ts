@@ -264,8 +264,8 @@ export class Kernel {
   }
 
   /**
-   * Graceful stop: not ready → withdraw from the registry → stop accepting → drain in-flight requests → stop the event flow →
-   * stop plugins, last started first → close connections. Safe to call more than once.
+   * Graceful stop: not ready → withdraw from the registry → stop accepting → drain in-flight requests →
+   * stop the event flow → stop plugins, last started first → close connections. Safe to call more than once.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown()
@@ -275,8 +275,10 @@ export class Kernel {
   private async shutdown() {
     this.accepting = false
     const t0 = Date.now()
-    // Others stop sending calls here before the drain, so none arrives at a closing door.
-    await this.registry.withdraw().catch((error) => this.log.warn({ err: error }, 'could not withdraw from the registry'))
+    // Others stop sending calls here before the drain, so none arrives at a closing door. An
+    // unreachable registry does not hold the shutdown up: the entry then expires with its TTL.
+    const withdrawn = this.registry.withdraw().catch((error) => this.log.warn({ err: error }, 'could not withdraw from the registry'))
+    await Promise.race([withdrawn, Bun.sleep(1_000)])
     if (this.server) {
       const server = this.server
       const drained = server.stop(false)

@@ -51,6 +51,7 @@ export class RedisRegistry implements Registry {
     this.self = { ...self }
     await this.heartbeat()
     this.timer = setInterval(() => void this.heartbeat().catch(() => {}), this.o.heartbeatMs)
+    this.timer.unref?.()
   }
 
   async setReady(ready: boolean) {
