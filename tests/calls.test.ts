@@ -47,7 +47,8 @@ describe(`remote calls over static routes (${variant})`, () => {
 
   beforeAll(async () => {
     ownerPort = await freePort()
-    ownerEnv = baseEnv({ ...store.env, PORT: String(ownerPort), PLUGINS: 'auth,inventory,storefront' })
+    // A low per-IP limit shows that calls between processes are not counted as public requests.
+    ownerEnv = baseEnv({ ...store.env, PORT: String(ownerPort), PLUGINS: 'auth,inventory,storefront', RATE_LIMIT_IP_PER_MIN: '30' })
     owner = await spawnServer(ownerEnv)
     const ownerUrl = `http://127.0.0.1:${ownerPort}`
     caller = await spawnServer(
@@ -123,6 +124,12 @@ describe(`remote calls over static routes (${variant})`, () => {
     const ok = await internal(owner.url, 'inventory.getStock', input, { authorization: `Bearer ${await tokens.tokenFor('storefront')}` })
     expectStatus(ok, 200)
     expect(ok.body.result.items[0].sku).toBe(sku)
+  })
+
+  test('calls between processes are not rate-limited like public requests', async () => {
+    const authorization = `Bearer ${await tokens.tokenFor('storefront')}`
+    const answers = await Promise.all(Array.from({ length: 40 }, () => internal(owner.url, 'inventory.getStock', { sku }, { authorization })))
+    expect(answers.map((a) => a.status)).toEqual(Array(40).fill(200))
   })
 
   test('an action this process does not host is refused as NOT_HOSTED, so the caller can try another owner', async () => {
