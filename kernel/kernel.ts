@@ -123,6 +123,7 @@ export class Kernel {
       breakerFailures: config.CALL_BREAKER_FAILURES,
       halfOpenMs: config.CALL_BREAKER_HALF_OPEN_MS,
       log: log.child({ component: 'calls' }),
+      metrics: metrics.forPlugin('calls'),
     })
     const limiter = (name: string, perMinute: number): RateLimiter => cache.limiter(name, { points: perMinute, durationSeconds: 60 })
     const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)

@@ -166,11 +166,14 @@ describe(`remote calls over static routes (${variant})`, () => {
       expect(r).toMatchObject({ ok: false, kind: 'Unavailable', status: 503 })
       expect(r.ms).toBeLessThan(50)
     }
+    const circuit = async () => (await client(caller.url).get('/metrics')).body.match(/^calls_circuit_open\{owner="([^"]+)"\} (\d)$/m)?.slice(1)
+    expect(await circuit()).toEqual([`http://127.0.0.1:${ownerPort}`, '1'])
     owner = await spawnServer(ownerEnv)
     const t0 = Date.now()
     const back = await eventually(async () => (await callVia(caller.url, 'inventory.getStock', { sku })).ok, 5_000)
     expect(back).toBe(true)
     expect(Date.now() - t0).toBeLessThan(5_000)
+    expect(await circuit()).toEqual([`http://127.0.0.1:${ownerPort}`, '0'])
   })
 })
 

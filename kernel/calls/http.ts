@@ -23,6 +23,7 @@ import {
   TooManyRequests,
   Unavailable,
 } from '../../shared/errors'
+import type { PluginMetrics } from '../http/metrics'
 import type { Registry } from '../registry'
 import type { CallMeta, CallTransport } from './port'
 import type { ServiceTokens } from './service-token'
@@ -44,25 +45,41 @@ export interface HttpTransportOptions {
   /** How long an open circuit waits before a probe. */
   halfOpenMs: number
   log?: Logger
+  /** Where the transport counts its calls, retries and open circuits (prefix `calls_`). */
+  metrics?: PluginMetrics
 }
 
 export class HttpTransport implements CallTransport {
   private readonly breakers = new Map<string, CircuitBreakerPolicy>()
   private readonly retries = new Map<string, RetryPolicy>()
   private turn = 0
+  private readonly counted
 
   constructor(
     private readonly registry: Registry,
     private readonly tokens: ServiceTokens,
     private readonly o: HttpTransportOptions,
-  ) {}
+  ) {
+    this.counted = o.metrics && {
+      calls: o.metrics.counter('remote_total', 'Remote calls made, by action and outcome (ok or the error code)', ['action', 'outcome']),
+      retries: o.metrics.counter('remote_retries_total', 'Remote call attempts repeated, by action', ['action']),
+      open: o.metrics.gauge('circuit_open', 'Whether the circuit to an owner URL is open (1) or not (0)', ['owner']),
+    }
+  }
 
   reaches(action: string) {
     return this.registry.owners(pluginOf(action)).length > 0
   }
 
-  invoke(action: string, input: unknown, meta: CallMeta): Promise<unknown> {
-    return this.retryFor(action).execute(() => this.toAnOwner(action, input, meta), meta.signal)
+  async invoke(action: string, input: unknown, meta: CallMeta): Promise<unknown> {
+    try {
+      const result = await this.retryFor(action).execute(() => this.toAnOwner(action, input, meta), meta.signal)
+      this.counted?.calls.inc({ action, outcome: 'ok' })
+      return result
+    } catch (error) {
+      this.counted?.calls.inc({ action, outcome: (error as AppError).code ?? 'ERROR' })
+      throw error
+    }
   }
 
   /** Idempotent actions go again after any owner failure; the others only when nothing ran. */
@@ -72,6 +89,7 @@ export class HttpTransport implements CallTransport {
       const idempotent = (actions as Record<string, { idempotent?: boolean }>)[action]?.idempotent === true
       const again = (e: unknown) => e instanceof Undelivered || (idempotent && e instanceof Unreachable)
       policy = retry(handleWhen(again), { maxAttempts: this.o.retries, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) })
+      policy.onRetry(() => this.counted?.retries.inc({ action }))
       this.retries.set(action, policy)
     }
     return policy
@@ -101,8 +119,14 @@ export class HttpTransport implements CallTransport {
         halfOpenAfter: this.o.halfOpenMs,
         breaker: new ConsecutiveBreaker(this.o.breakerFailures),
       })
-      breaker.onBreak(() => this.o.log?.warn({ owner: url }, 'circuit opened: calls to this owner fail fast'))
-      breaker.onReset(() => this.o.log?.info({ owner: url }, 'circuit closed: the owner answers again'))
+      breaker.onBreak(() => {
+        this.counted?.open.set({ owner: url }, 1)
+        this.o.log?.warn({ owner: url }, 'circuit opened: calls to this owner fail fast')
+      })
+      breaker.onReset(() => {
+        this.counted?.open.set({ owner: url }, 0)
+        this.o.log?.info({ owner: url }, 'circuit closed: the owner answers again')
+      })
       this.breakers.set(url, breaker)
     }
     return breaker
