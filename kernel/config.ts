@@ -154,6 +154,8 @@ export function loadKernelConfig(env: Record<string, string | undefined>): Kerne
     problems.push('JWT_SECRET must be set to a secret of your own when NODE_ENV=production')
   if (config.NODE_ENV === 'production' && config.JWT_SECRET.length < 32)
     problems.push('JWT_SECRET must be at least 32 characters when NODE_ENV=production')
+  if (config.NODE_ENV === 'production' && config.INTERNAL_SECRET !== undefined && config.INTERNAL_SECRET.length < 32)
+    problems.push('INTERNAL_SECRET must be at least 32 characters when NODE_ENV=production')
   if (config.REGISTRY === 'redis' && !config.REDIS_URL) problems.push('REGISTRY=redis needs REDIS_URL')
   if (config.REGISTRY === 'static' && !config.PLUGIN_ROUTES) problems.push('REGISTRY=static needs PLUGIN_ROUTES')
   if (problems.length) throw new ConfigError(problems)

@@ -345,6 +345,20 @@ describe(`what a remote call carries, and its retries (${variant})`, () => {
   })
 })
 
+describe('service token configuration', () => {
+  test('production refuses a short INTERNAL_SECRET', () => {
+    const env = baseEnv({ NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-of-enough-length-0123', INTERNAL_SECRET: 'short' })
+    expect(() => loadKernelConfig(env)).toThrow('INTERNAL_SECRET must be at least 32 characters')
+  })
+
+  test('processes with different secrets refuse each other; the same INTERNAL_SECRET everywhere is accepted', async () => {
+    const a = new ServiceTokens(internalSecret({ JWT_SECRET, INTERNAL_SECRET: 'shared-internal-secret-0123456789abcdef' }))
+    const b = new ServiceTokens(internalSecret({ JWT_SECRET: 'another-jwt-secret', INTERNAL_SECRET: 'shared-internal-secret-0123456789abcdef' }))
+    expect(await b.verify(`Bearer ${await a.tokenFor('orders')}`)).toBe('orders')
+    await expect(tokens.verify(`Bearer ${await a.tokenFor('orders')}`)).rejects.toThrow()
+  })
+})
+
 describe('the callee side of the deadline', () => {
   test('the owner stops waiting at the deadline the call carries and answers 503 CALL_TIMEOUT', async () => {
     const config = loadKernelConfig(baseEnv({ DATABASE_URL: 'sqlite::memory:' }))
