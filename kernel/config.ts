@@ -3,6 +3,7 @@
  * plugin's manifest) with its default and one sentence of meaning; `.env.example` lists them all
  * and a test keeps it in step. A bad value stops start-up with a message that names the variable.
  */
+import { parseRoutes, type Routes } from './registry/static'
 
 export interface Setting<T> {
   /** One sentence: what the variable means. */
@@ -130,6 +131,19 @@ export const kernelSettings = {
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
   EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),
   EVENT_RETENTION_SECONDS: setting.int('how long published events stay in the outbox table for inspection before they are deleted', 86_400, 1),
+  REGISTRY: setting.oneOf('where processes find the owners of plugins they do not host: auto = static when PLUGIN_ROUTES is set, else redis when REDIS_URL is set, else local (this process alone)', ['auto', 'local', 'static', 'redis'], 'auto'),
+  PLUGIN_ROUTES: {
+    doc: 'static owners of plugins hosted elsewhere, e.g. inventory=http://inventory:3000|http://inventory-2:3000,auth=http://auth:3000 (| or a repeated name adds replicas)',
+    parse: (raw: string) => (raw ? parseRoutes(raw) : undefined),
+  } as Setting<Routes | undefined>,
+  ADVERTISE_URL: setting.url('base URL other processes reach this one at (default http://<HOST, or the host name on 0.0.0.0>:<PORT>)', ['http:', 'https:']),
+  REGISTRY_HEARTBEAT_MS: setting.int('how often a process renews its registry entry and re-reads the others (Redis registry)', 1_000, 50),
+  REGISTRY_TTL_MS: setting.int('how long a registry entry outlives its last heartbeat; a process killed silently disappears after it', 5_000, 100),
+  INTERNAL_SECRET: setting.optional('HMAC secret of the service tokens processes call each other with (default: derived from JWT_SECRET; set the same value in every process)'),
+  CALL_TIMEOUT_MS: setting.int('deadline of a ctx.call that names none; it travels with remote calls', 5_000, 1),
+  CALL_RETRIES: setting.int('extra attempts of a remote call to an idempotent action after a transport failure or a 503, within its deadline', 2, 0, 10),
+  CALL_BREAKER_FAILURES: setting.int('consecutive failures that open the circuit to one owner URL (calls to it then fail fast until a half-open probe succeeds)', 3, 1),
+  CALL_BREAKER_HALF_OPEN_MS: setting.int('how long an open circuit waits before one probe call may try the owner again', 1_000, 10),
 } satisfies Spec
 
 export type KernelConfig = Values<typeof kernelSettings>
@@ -141,6 +155,10 @@ export function loadKernelConfig(env: Record<string, string | undefined>): Kerne
     problems.push('JWT_SECRET must be set to a secret of your own when NODE_ENV=production')
   if (config.NODE_ENV === 'production' && config.JWT_SECRET.length < 32)
     problems.push('JWT_SECRET must be at least 32 characters when NODE_ENV=production')
+  if (config.NODE_ENV === 'production' && config.INTERNAL_SECRET !== undefined && config.INTERNAL_SECRET.length < 32)
+    problems.push('INTERNAL_SECRET must be at least 32 characters when NODE_ENV=production')
+  if (config.REGISTRY === 'redis' && !config.REDIS_URL) problems.push('REGISTRY=redis needs REDIS_URL')
+  if (config.REGISTRY === 'static' && !config.PLUGIN_ROUTES) problems.push('REGISTRY=static needs PLUGIN_ROUTES')
   if (problems.length) throw new ConfigError(problems)
   return config
 }

@@ -8,7 +8,10 @@ import type { Server } from 'bun'
 import type { AnyElysia } from 'elysia'
 import { type Cache, openCache, type RateLimiter } from './cache'
 import { callerFor } from './calls'
+import { callEndpoint } from './calls/endpoint'
+import { HttpTransport } from './calls/http'
 import { LocalTransport } from './calls/local'
+import { internalSecret, ServiceTokens } from './calls/service-token'
 import { ConfigError, type KernelConfig, loadKernelConfig, readSettings } from './config'
 import { type Database, materialize, openDatabase } from './db'
 import { type Discovered, discover, select } from './discovery'
@@ -25,6 +28,7 @@ import { pluginRouter, routerBase } from './http/router'
 import { createLogger, type Logger } from './log'
 import { type MqttPort, openMqtt } from './mqtt'
 import type { AnyPlugin, HealthReport, PluginContext } from './plugin'
+import { advertiseUrl, openRegistry, type Registry } from './registry'
 
 const VERSION: string = JSON.parse(readFileSync(join(import.meta.dir, '..', 'package.json'), 'utf8')).version
 const KERNEL_MIGRATIONS = join(import.meta.dir, 'migrations')
@@ -59,7 +63,11 @@ export class Kernel {
     private readonly metrics: Metrics,
     private readonly ipLimiter: RateLimiter,
     private readonly mqtt: MqttPort,
+    private readonly registry: Registry,
   ) {}
+
+  /** This process in the registry: unique per start. */
+  readonly instanceId = Bun.randomUUIDv7()
 
   get port(): number {
     return this.server?.port ?? 0
@@ -72,6 +80,11 @@ export class Kernel {
   /** The embedded MQTT broker's port (0 with an external broker). */
   get mqttPort(): number {
     return this.mqtt.port
+  }
+
+  /** The base URL other processes reach this one at (ADVERTISE_URL, or derived from HOST and the bound port). */
+  get advertisedUrl(): string {
+    return advertiseUrl(this.config, this.port)
   }
 
   get plugins(): string[] {
@@ -101,7 +114,17 @@ export class Kernel {
       { maxAttempts: config.EVENT_MAX_ATTEMPTS, baseDelayMs: config.EVENT_RETRY_BASE_MS },
       (consumer, outcome) => handled.inc({ consumer, outcome }),
     )
+    // Calls: to the plugins hosted here directly, to the others over HTTP to an owner the registry knows.
+    const registry = openRegistry(config, log.child({ component: 'registry' }))
+    const tokens = new ServiceTokens(internalSecret(config))
     const local = new LocalTransport()
+    const remote = new HttpTransport(registry, tokens, {
+      retries: config.CALL_RETRIES,
+      breakerFailures: config.CALL_BREAKER_FAILURES,
+      halfOpenMs: config.CALL_BREAKER_HALF_OPEN_MS,
+      log: log.child({ component: 'calls' }),
+      metrics: metrics.forPlugin('calls'),
+    })
     const limiter = (name: string, perMinute: number): RateLimiter => cache.limiter(name, { points: perMinute, durationSeconds: 60 })
     const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)
     const base = routerBase({
@@ -126,7 +149,10 @@ export class Kernel {
       }),
       version: VERSION,
     })
-    const routers: AnyElysia[] = [deadLetterRoutes(base, delivery)]
+    const routers: AnyElysia[] = [
+      deadLetterRoutes(base, delivery),
+      callEndpoint({ local, tokens, accepting: () => kernel?.accepting ?? false, defaultTimeoutMs: config.CALL_TIMEOUT_MS, log }),
+    ]
 
     // 4. Setup: each plugin registers what it offers; no I/O yet.
     for (const { plugin, dir } of selected) {
@@ -146,7 +172,7 @@ export class Kernel {
           publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
           on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
         },
-        call: callerFor(name, [local]),
+        call: callerFor(name, [local, remote], config.CALL_TIMEOUT_MS),
         provide: (action, handler) => {
           if (!action.startsWith(`${name}.`)) throw new Error(`plugin ${name} may only provide actions named ${name}.*, not ${action}`)
           local.register(action, handler as never)
@@ -165,7 +191,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -175,6 +201,10 @@ export class Kernel {
       })
       await cache.ping().catch((e) => {
         throw new ConfigError([`REDIS_URL: cannot reach Redis (${e?.message ?? e})`])
+      })
+      // 6b. Join the registry (not ready yet), so owners elsewhere are known before plugins start.
+      await registry.join({ id: kernel.instanceId, url: kernel.advertisedUrl, plugins: kernel.plugins, ready: false }).catch((e) => {
+        throw new ConfigError([`REDIS_URL: the registry cannot reach Redis (${e?.message ?? e})`])
       })
       // 7. Migrate: the kernel's tables, then each plugin's, for the active dialect.
       await db.migrate(join(KERNEL_MIGRATIONS, db.dialect), '__migrations_kernel')
@@ -195,7 +225,8 @@ export class Kernel {
       // 9. Ready.
       kernel.started = true
       kernel.accepting = true
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
+      await registry.setReady(true)
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', advertised: kernel.advertisedUrl }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
@@ -234,8 +265,8 @@ export class Kernel {
   }
 
   /**
-   * Graceful stop: not ready → stop accepting → drain in-flight requests → stop the event flow →
-   * stop plugins, last started first → close connections. Safe to call more than once.
+   * Graceful stop: not ready → withdraw from the registry → stop accepting → drain in-flight requests →
+   * stop the event flow → stop plugins, last started first → close connections. Safe to call more than once.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown()
@@ -245,6 +276,10 @@ export class Kernel {
   private async shutdown() {
     this.accepting = false
     const t0 = Date.now()
+    // Others stop sending calls here before the drain, so none arrives at a closing door. An
+    // unreachable registry does not hold the shutdown up: the entry then expires with its TTL.
+    const withdrawn = this.registry.withdraw().catch((error) => this.log.warn({ err: error }, 'could not withdraw from the registry'))
+    await Promise.race([withdrawn, Bun.sleep(1_000)])
     if (this.server) {
       const server = this.server
       const drained = server.stop(false)
@@ -261,6 +296,7 @@ export class Kernel {
       h.status = { status: 'down', detail: 'stopped' }
       await h.plugin.stop?.(h.ctx).catch((error) => this.log.error({ err: error, plugin: h.plugin.name }, 'plugin did not stop cleanly'))
     }
+    await this.registry.close().catch(() => {})
     await this.cache.close().catch(() => {})
     await this.db.close().catch(() => {})
     this.log.info({ ms: Date.now() - t0 }, 'tessera stopped')

@@ -13,6 +13,8 @@ export interface CallMeta {
   idempotencyKey?: string
   /** W3C trace context of the caller. */
   traceparent?: string
+  /** Aborted when the caller stops waiting (its deadline passed). */
+  signal?: AbortSignal
 }
 
 export type ActionHandler = (input: unknown, meta: CallMeta) => Promise<unknown>

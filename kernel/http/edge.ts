@@ -10,6 +10,7 @@ import type { AnyElysia } from 'elysia'
 import type { Logger } from 'pino'
 import { PayloadTooLarge, Unavailable } from '../../shared/errors'
 import type { RateLimiter } from '../cache'
+import { callScope, validTraceparent } from '../calls/context'
 import type { KernelConfig } from '../config'
 import { corsPolicy } from './cors'
 import { toEnvelope } from './errors'
@@ -81,13 +82,15 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     const api = url.startsWith('/api/', url.indexOf('/', 8))
     const corsHeaders = cors.headersFor(request)
 
+    // A caller's W3C trace context carries on into the calls this request makes (and the log line).
+    const traceparent = validTraceparent(request.headers.get('traceparent'))
     let response: Response
     try {
       const preflight = cors.preflight(request, corsHeaders)
       if (preflight) response = preflight
       else {
         if (api) await admit(request, state, guarded)
-        response = await app.fetch(request)
+        response = traceparent ? await callScope.run({ traceparent }, () => app.fetch(request)) : await app.fetch(request)
       }
     } catch (error) {
       response = refusal(error, id)
@@ -107,7 +110,8 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
 
     const seconds = (performance.now() - state.start) / 1000
     metrics.observe(request.method, template, response.status, seconds)
-    if (logRequests) log.info({ reqId: id, method: request.method, route: template, status: response.status, ms: Math.round(seconds * 1e4) / 10 }, 'request')
+    if (logRequests)
+      log.info({ reqId: id, method: request.method, route: template, status: response.status, ms: Math.round(seconds * 1e4) / 10, traceparent }, 'request')
     return response
   }
 
