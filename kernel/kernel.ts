@@ -24,6 +24,7 @@ import { Metrics } from './http/metrics'
 import { pluginRouter, routerBase } from './http/router'
 import { createLogger, type Logger } from './log'
 import { type MqttPort, openMqtt } from './mqtt'
+import { RealtimeServer } from './realtime'
 import type { AnyPlugin, HealthReport, PluginContext } from './plugin'
 
 const VERSION: string = JSON.parse(readFileSync(join(import.meta.dir, '..', 'package.json'), 'utf8')).version
@@ -59,6 +60,7 @@ export class Kernel {
     private readonly metrics: Metrics,
     private readonly ipLimiter: RateLimiter,
     private readonly mqtt: MqttPort,
+    private readonly realtime: RealtimeServer,
   ) {}
 
   get port(): number {
@@ -92,6 +94,7 @@ export class Kernel {
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
     const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
+    const realtime = new RealtimeServer({ config, log: log.child({ component: 'realtime' }), identity, metrics })
     const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
@@ -157,6 +160,7 @@ export class Kernel {
           publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
           grant: (client) => mqtt.grant(client),
         },
+        realtime: realtime.forPlugin(name),
         router: () => pluginRouter(base, name),
         mount: (router) => void routers.push(router),
       }
@@ -165,7 +169,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, realtime)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -182,7 +186,8 @@ export class Kernel {
         const folder = join(h.dir, 'migrations', db.dialect)
         if (existsSync(folder)) await db.migrate(folder, `__migrations_${h.plugin.name.replace(/-/g, '_')}`)
       }
-      // 8. Start plugins, dependencies first, then the event flow.
+      // 8. Start realtime (plugins may emit from start), plugins in dependency order, then the event flow.
+      await realtime.start()
       for (const h of hosted) {
         await h.plugin.start?.(h.ctx)
         h.status = { status: 'up' }
@@ -195,7 +200,7 @@ export class Kernel {
       // 9. Ready.
       kernel.started = true
       kernel.accepting = true
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
@@ -210,6 +215,7 @@ export class Kernel {
       metrics: this.metrics,
       ipLimiter: this.ipLimiter,
       accepting: () => this.accepting,
+      realtime: this.realtime.edge,
     })
   }
 
@@ -234,8 +240,9 @@ export class Kernel {
   }
 
   /**
-   * Graceful stop: not ready → stop accepting → drain in-flight requests → stop the event flow →
-   * stop plugins, last started first → close connections. Safe to call more than once.
+   * Graceful stop: not ready → hand realtime clients over (they reconnect elsewhere) → stop
+   * accepting and drain in-flight requests → stop the event flow → stop plugins, last started
+   * first → close realtime → close connections. Safe to call more than once.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown()
@@ -245,6 +252,8 @@ export class Kernel {
   private async shutdown() {
     this.accepting = false
     const t0 = Date.now()
+    // Before draining: long-polling requests would otherwise hold the drain for a ping interval.
+    this.realtime.disconnectAll()
     if (this.server) {
       const server = this.server
       const drained = server.stop(false)
@@ -261,6 +270,7 @@ export class Kernel {
       h.status = { status: 'down', detail: 'stopped' }
       await h.plugin.stop?.(h.ctx).catch((error) => this.log.error({ err: error, plugin: h.plugin.name }, 'plugin did not stop cleanly'))
     }
+    await this.realtime.stop().catch((error) => this.log.error({ err: error }, 'realtime did not stop cleanly'))
     await this.cache.close().catch(() => {})
     await this.db.close().catch(() => {})
     this.log.info({ ms: Date.now() - t0 }, 'tessera stopped')

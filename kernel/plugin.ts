@@ -16,6 +16,7 @@ import type { PluginMetrics } from './http/metrics'
 import type { PluginRouter } from './http/router'
 import type { Logger } from './log'
 import type { MqttAuthority, MqttGrant, MqttHandler } from './mqtt'
+import type { Realtime } from './realtime'
 
 export interface HealthReport {
   status: 'up' | 'down'
@@ -55,6 +56,11 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     /** Tells an external broker that this client may log in and publish under these filters. */
     grant(client: MqttGrant): Promise<void>
   }
+  /**
+   * Socket.IO namespaces (kernel/realtime/port.ts): register them and their events in `setup`;
+   * connections need an access token (and a role when the namespace names some).
+   */
+  readonly realtime: Realtime
   /** A router under `/api/v1/<plugin>`, tagged for OpenAPI, that understands `auth` and `creates`. */
   router(): PluginRouter
   /** Mounts a router built from `router()`. */

@@ -63,3 +63,14 @@ export interface Realtime {
    */
   namespace(name: `/${string}`, options?: { roles?: string[] }): RealtimeNamespace
 }
+
+/**
+ * What carries room emits and recovery sessions beyond one process: Socket.IO's in-memory adapter
+ * (one process) or a Redis one. `adapter` is handed to the Socket.IO server; undefined means
+ * Socket.IO's own session-aware in-memory adapter.
+ */
+export interface RealtimeAdapter {
+  readonly kind: 'memory' | 'redis'
+  readonly adapter: unknown
+  close(): Promise<void>
+}
