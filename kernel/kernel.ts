@@ -12,7 +12,7 @@ import { LocalTransport } from './calls/local'
 import { ConfigError, type KernelConfig, loadKernelConfig, readSettings } from './config'
 import { type Database, materialize, openDatabase } from './db'
 import { type Discovered, discover, select } from './discovery'
-import { Delivery } from './events/delivery'
+import { Delivery, observer } from './events/delivery'
 import { inProcessBus } from './events/in-process'
 import { Outbox } from './events/outbox'
 import type { EventBus, EventEnvelope } from './events/port'
@@ -148,6 +148,8 @@ export class Kernel {
           publish: (type, payload) => outbox.record(envelope(name, type, payload)),
           publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
           on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
+          observe: (type, handler) =>
+            bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
         },
         call: callerFor(name, [local]),
         provide: (action, handler) => {

@@ -43,6 +43,14 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     publishAll<E extends EventType>(type: E, payloads: EventPayload<E>[]): Promise<void>
     /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
+    /**
+     * Watches `type` best-effort, for feeds where a missed or repeated event does no harm (live
+     * dashboards): `handler` runs after the event committed, without a transaction, processed-event
+     * record, retries or dead letter; a failure is logged and counted, and never holds up other
+     * consumers. It costs no database write per event, unlike `on`. With a distributed bus it is
+     * one consumer group per plugin, like `on`.
+     */
+    observe<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>) => void | Promise<void>): void
   }
   /** Calls an action of another (or this) plugin, wherever it is hosted. */
   readonly call: Call

@@ -82,7 +82,7 @@ export class PluginNamespace implements RealtimeNamespace {
     this.disconnectHandlers.push(handler)
   }
 
-  to(room: string) {
+  to(room: string | string[]) {
     return {
       emit: (event: string, data: unknown) => {
         // Before start or after stop there is nobody to reach.
@@ -183,6 +183,9 @@ function realtimeSocket(socket: Socket): RealtimeSocket {
     id: socket.id,
     user: socket.data.user as RealtimeUser,
     recovered: socket.recovered,
+    get rooms() {
+      return socket.rooms
+    },
     join: (room) => socket.join(room),
     leave: (room) => socket.leave(room),
     emit: (event, data) => void socket.emit(event, data),

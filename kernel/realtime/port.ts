@@ -23,6 +23,8 @@ export interface RealtimeSocket {
   readonly user: RealtimeUser
   /** true when connection state recovery restored this socket (rooms kept, missed packets replayed) */
   readonly recovered: boolean
+  /** The rooms this socket is in now (its own id and its user room included). */
+  readonly rooms: ReadonlySet<string>
   join(room: string | string[]): void | Promise<void>
   leave(room: string): void | Promise<void>
   emit(event: string, data: unknown): void
@@ -50,8 +52,11 @@ export interface RealtimeNamespace {
   on<S extends TSchema>(event: string, options: EventOptions<S>, handler: (socket: RealtimeSocket, payload: Static<S>) => unknown | Promise<unknown>): void
   onConnect(handler: (socket: RealtimeSocket) => void | Promise<void>): void
   onDisconnect(handler: (socket: RealtimeSocket, reason: string) => void | Promise<void>): void
-  /** Emits to a room, reaching sockets in every process (Redis adapter when REDIS_URL is set). */
-  to(room: string): { emit(event: string, data: unknown): void }
+  /**
+   * Emits to a room, reaching sockets in every process (Redis adapter when REDIS_URL is set). With
+   * several rooms, a socket in more than one of them gets the event once.
+   */
+  to(room: string | string[]): { emit(event: string, data: unknown): void }
   /** The room every socket of that user joins automatically on connect. */
   userRoom(userId: string): string
 }
