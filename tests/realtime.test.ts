@@ -273,6 +273,29 @@ describe.skipIf(!services.redisUrl)(`Socket.IO across two servers sharing Redis 
     expect(sender.received('room:message')).toEqual([])
   })
 
+  test('a client of a server that shuts down reconnects to another and recovers there: rooms kept, missed emit once', async () => {
+    const leaving = await startServer({ REDIS_PREFIX: a.env.REDIS_PREFIX })
+    const r = room()
+    const token = await adminToken(a.url)
+    const watcher = await connect(leaving.url, ECHO, token, { reconnectionDelay: 1_000, reconnectionDelayMax: 1_000 })
+    await watcher.emitWithAck('room:join', { room: r })
+    const id = watcher.id
+    ;(watcher.io as unknown as { uri: string }).uri = a.url // what a load balancer does once the leaving server is no longer ready
+
+    await leaving.stop()
+    const sender = await connect(b.url, ECHO, token)
+    await sender.emitWithAck('room:emit', { room: r, n: 9 }) // while the watcher is between servers
+
+    await eventually(async () => watcher.connected)
+    expect(watcher.recovered).toBe(true)
+    expect(watcher.id).toBe(id)
+    expect(await waitFor(watcher, 'room:message')).toEqual([{ n: 9 }])
+    await sender.emitWithAck('room:emit', { room: r, n: 10 })
+    await waitFor(watcher, 'room:message', 2)
+    await Bun.sleep(150)
+    expect(watcher.received('room:message')).toEqual([{ n: 9 }, { n: 10 }])
+  })
+
   test('a token revoked on one server is refused by the other', async () => {
     const admin = await adminToken(a.url)
     const user = await userWithRole(a.url, 'customer', admin)
