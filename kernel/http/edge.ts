@@ -70,6 +70,15 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     return Response.json(envelope.body, { status: envelope.status, headers: envelope.headers })
   }
 
+  /** The preflight answer, else what `serve` answers, else the refusal it threw. */
+  const respond = async (request: Request, corsHeaders: Record<string, string> | undefined, id: () => string, serve: () => Promise<Response>) => {
+    try {
+      return cors.preflight(request, corsHeaders) ?? (await serve())
+    } catch (error) {
+      return refusal(error, id())
+    }
+  }
+
   const handler = (template: string, guarded: boolean) => async (request: Request, server: Server<unknown>) => {
     const incoming = request.headers.get('x-request-id')
     const id = incoming !== null && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
@@ -86,17 +95,10 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     const api = url.startsWith('/api/', url.indexOf('/', 8))
     const corsHeaders = cors.headersFor(request)
 
-    let response: Response
-    try {
-      const preflight = cors.preflight(request, corsHeaders)
-      if (preflight) response = preflight
-      else {
-        if (api) await admit(request, state, guarded)
-        response = await app.fetch(request)
-      }
-    } catch (error) {
-      response = refusal(error, id)
-    }
+    let response = await respond(request, corsHeaders, () => id, async () => {
+      if (api) await admit(request, state, guarded)
+      return app.fetch(request)
+    })
 
     try {
       response.headers.set('x-request-id', id)
@@ -125,25 +127,19 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
   const realtimeHandler = (realtime: RealtimeEdge) => async (request: Request, server: Server<unknown>) => {
     const start = performance.now()
     const corsHeaders = cors.headersFor(request)
-    let response: Response
-    try {
-      const preflight = cors.preflight(request, corsHeaders)
-      if (preflight) response = preflight
-      else {
-        const query = new URL(request.url).searchParams
-        if (!query.has('sid')) {
-          if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
-          await ipLimiter.consume(clientIp(request, server))
-        }
-        if (!realtime.polling && query.get('transport') === 'polling')
-          throw new BadRequest('long-polling is disabled here; connect with transports: ["websocket"]', 'POLLING_DISABLED')
-        if (request.method === 'POST' && !(Number(request.headers.get('content-length') ?? Infinity) <= realtime.maxMessageBytes))
-          throw new PayloadTooLarge(realtime.maxMessageBytes)
-        response = await realtime.handle(request, server)
+    const response = await respond(request, corsHeaders, () => Bun.randomUUIDv7(), async () => {
+      const query = new URL(request.url).searchParams
+      if (!query.has('sid')) {
+        if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
+        await ipLimiter.consume(clientIp(request, server))
       }
-    } catch (error) {
-      response = refusal(error, Bun.randomUUIDv7())
-    }
+      if (!realtime.polling && query.get('transport') === 'polling')
+        throw new BadRequest('long-polling is disabled here; connect with transports: ["websocket"]', 'POLLING_DISABLED')
+      if (request.method === 'POST' && !(Number(request.headers.get('content-length') ?? Infinity) <= realtime.maxMessageBytes))
+        throw new PayloadTooLarge(realtime.maxMessageBytes)
+      return realtime.handle(request, server)
+    })
+    for (const [k, v] of SECURITY_HEADERS) response.headers.set(k, v)
     if (corsHeaders) for (const k in corsHeaders) response.headers.set(k, corsHeaders[k])
     const upgraded = response.status === 200 && request.headers.get('upgrade')?.toLowerCase() === 'websocket'
     metrics.observe(request.method, realtime.path, upgraded ? 101 : response.status, (performance.now() - start) / 1000)
