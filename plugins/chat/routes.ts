@@ -106,6 +106,20 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
           detail: { summary: 'Message history, newest first' },
         },
       )
+      .get(
+        '/conversations/:id/read-markers',
+        async ({ params, principal }) => {
+          await chat.visible(principal, params.id)
+          const rows = await chat.readMarkers(params.id)
+          return { items: rows.map((r) => ({ userId: r.userId, messageId: r.messageId, seq: r.seq, at: r.at.toISOString() })) }
+        },
+        {
+          auth: true,
+          params: IdParams,
+          response: { 200: t.Object({ items: t.Array(t.Object({ userId: t.String(), messageId: t.String(), seq: t.Integer(), at: Time })) }) },
+          detail: { summary: 'How far each participant has read (message:read moves a marker forward, never back)' },
+        },
+      )
       .post(
         '/conversations/:id/messages',
         async ({ params, body, principal, set }) => {
