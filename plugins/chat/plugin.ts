@@ -26,6 +26,8 @@ interface ChatState {
   intervals: ReturnType<typeof setInterval>[]
   /** the periodic pass in flight, so stop can wait for it */
   sweeping?: Promise<unknown>
+  /** presence writes of disconnects still running */
+  pending: Set<Promise<unknown>>
 }
 
 const state = pluginState<ChatState>()
@@ -69,7 +71,7 @@ export default definePlugin({
       tell,
       assign,
     )
-    const s: ChatState = { presence, assigner, deliveries, local: new Map(), timers: new Set(), intervals: [] }
+    const s: ChatState = { presence, assigner, deliveries, local: new Map(), timers: new Set(), intervals: [], pending: new Set() }
     state.set(ctx, s)
 
     const ns = chatNamespace(ctx)
@@ -78,6 +80,11 @@ export default definePlugin({
       chat,
       presence,
       local: s.local,
+      track(work) {
+        s.pending.add(work)
+        work.finally(() => s.pending.delete(work)).catch(() => {})
+        return work
+      },
       settleLater(userId) {
         if (c.CHAT_OFFLINE_GRACE_SECONDS === 0) return
         const timer = setTimeout(() => {
@@ -130,6 +137,7 @@ export default definePlugin({
     for (const i of s.intervals) clearInterval(i)
     for (const timer of s.timers) clearTimeout(timer)
     await s.sweeping
+    await Promise.allSettled([...s.pending])
     await s.deliveries.stop()
   },
 })

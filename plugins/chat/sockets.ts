@@ -39,6 +39,8 @@ export interface SocketDeps {
   local: Map<string, string>
   /** settles an agent after the grace period of a disconnect */
   settleLater: (userId: string) => void
+  /** keeps a promise that stop must wait for (presence writes of disconnects during shutdown) */
+  track: <T>(work: Promise<T>) => Promise<T>
 }
 
 const isAgent = (socket: RealtimeSocket) => socket.user.roles.includes('agent')
@@ -77,7 +79,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
   ns.onDisconnect(async (socket) => {
     if (!isAgent(socket)) return
     d.local.delete(socket.id)
-    await presence.disconnect(socket.id, socket.user.id)
+    await d.track(presence.disconnect(socket.id, socket.user.id))
     d.settleLater(socket.user.id)
   })
 
