@@ -95,7 +95,10 @@ export class ChatClient {
         if (ack && typeof ack === 'object' && 'error' in ack) throw new ChatError(ack.error.code, ack.error.message)
         return ack as T
       } catch (error) {
-        if (error instanceof ChatError || attempt >= attempts) throw error
+        if (attempt >= attempts) throw error
+        // Over the per-socket budget: wait a moment and try again; other refusals are final.
+        if (error instanceof ChatError && error.code !== 'RATE_LIMITED') throw error
+        if (error instanceof ChatError) await new Promise((r) => setTimeout(r, 250))
       }
     }
   }

@@ -43,6 +43,7 @@ export default definePlugin({
     CHAT_PRESENCE_TIMEOUT_SECONDS: setting.int('an agent connection not refreshed for this long (its process died) counts as gone', 30, 3, 3600),
     CHAT_OFFLINE_GRACE_SECONDS: setting.int("after an agent's last socket disconnects, seconds before they are offline and hand back their conversations", 10, 0, 3600),
     CHAT_SWEEP_MS: setting.int('how often presence, the queue and outbound deliveries are checked', 1000, 50, 60_000),
+    CHAT_MESSAGES_PER_SECOND: setting.int('message:send events per second per socket', 20, 1, 100_000),
     CHAT_CHANNELS: channelsSetting,
     CHAT_WEBHOOK_TOLERANCE_SECONDS: setting.int('largest distance between a signed webhook timestamp and now (replay protection)', 300, 1, 86_400),
     CHAT_DELIVERY_MAX_ATTEMPTS: setting.int('rounds of attempts to send a reply to an inbound channel before it is parked as failed', 8, 1, 100),
@@ -78,6 +79,7 @@ export default definePlugin({
     notify = notifier(ns)
     chatSockets(ns, {
       chat,
+      messagesPerSecond: c.CHAT_MESSAGES_PER_SECOND,
       presence,
       local: s.local,
       track(work) {

@@ -34,6 +34,7 @@ const ConversationRef = strict({ conversationId: Id })
 
 export interface SocketDeps {
   chat: ChatService
+  messagesPerSecond: number
   presence: Presence
   /** agent sockets held by this process (socket id → user id), refreshed in the database */
   local: Map<string, string>
@@ -104,7 +105,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
 
   ns.on(
     'message:send',
-    { body: strict({ conversationId: Id, clientId: ClientId, body: t.Optional(Body), cannedId: t.Optional(Id) }) },
+    { body: strict({ conversationId: Id, clientId: ClientId, body: t.Optional(Body), cannedId: t.Optional(Id) }), rateLimit: { points: d.messagesPerSecond, perSeconds: 1 } },
     async (socket, p) => {
       const { message } = await chat.send(socket.user, p)
       return { message: toMessageView(message) }
