@@ -126,8 +126,11 @@ describe(`chat inbound channels (${variant})`, () => {
     const timestamp = out[0].headers.get('x-tessera-timestamp')!
     expect(out[0].headers.get('x-tessera-signature')).toBe(`sha256=${hex(SECRETS.shop, `${timestamp}.${out[0].body}`)}`)
     expect(JSON.parse(out[0].body)).toEqual({ id: reply.message.id, to: 'u-2', text: 'Yes, 12 left.', conversationId: conversation.id, createdAt: reply.message.createdAt })
-    const deliveries = (await api.get(`${CHAT}/deliveries`, admin)).body.items
-    const mine = deliveries.find((d: any) => d.messageId === reply.message.id)
+    // Marked delivered once the receiver's answer is in.
+    const mine = await eventually(async () => {
+      const d = (await api.get(`${CHAT}/deliveries`, admin)).body.items.find((x: any) => x.messageId === reply.message.id)
+      return d?.status === 'delivered' && d
+    })
     expect(mine.status).toBe('delivered')
     expect(mine.attempts).toBe(2)
     // The customer's own messages are not sent back to them.
