@@ -12,7 +12,7 @@ import { and, asc, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Conversation, ConversationStatus, Message } from '../../shared/contracts/chat'
-import { Conflict, Forbidden, Invalid, NotFound } from '../../shared/errors'
+import { Conflict, Forbidden, Invalid, isAppError, NotFound } from '../../shared/errors'
 import type { ChatSchema } from './schema'
 
 type T = Tables<ChatSchema>
@@ -127,12 +127,7 @@ export class ChatService {
 
   /** The conversation, if `actor` may see it: its customer, its agent, managers and admins. */
   async visible(actor: Actor, id: string): Promise<ConversationRow> {
-    const c = await this.find(id)
-    // A customer cannot tell someone else's conversation from a missing one.
-    if (!c || (!isAgentLike(actor) && c.customerId !== actor.id)) throw new NotFound(`no conversation ${id}`, 'CONVERSATION_NOT_FOUND')
-    if (c.customerId !== actor.id && c.agentId !== actor.id && !isStaff(actor))
-      throw new Forbidden('only its customer, its agent, managers and admins may take part in this conversation', 'NOT_A_PARTICIPANT')
-    return c
+    return allowed(actor, id, await this.find(id))
   }
 
   list(actor: Actor, filter: { status?: ConversationStatus; agentId?: string }, limit: number, before?: string) {
@@ -210,7 +205,7 @@ export class ChatService {
     for (const item of inbound) {
       const senderId = externalSender(channel, item.from)
       const conversation = await this.externalConversation(channel, item.from, senderId)
-      const { fresh } = await this.store(conversation.id, senderId, item.id, item.text.slice(0, 4000), { isCustomer: true })
+      const { fresh } = await this.store(conversation.id, senderId, item.id, item.text.slice(0, 4000))
       if (fresh) stored++
     }
     return stored
@@ -254,49 +249,46 @@ export class ChatService {
     actor: Actor,
     input: { conversationId: string; clientId: string; body?: string; cannedId?: string },
   ): Promise<{ message: MessageRow; fresh: boolean }> {
-    const prior = await this.byClientId(actor.id, input.clientId)
-    if (prior) return { message: this.sameConversation(prior, input.conversationId), fresh: false }
-    const c = await this.visible(actor, input.conversationId)
     const body = await this.bodyOf(actor, input)
-    const isCustomer = c.customerId === actor.id
-    if (c.status === 'closed' && !isCustomer) throw new Conflict('this conversation is closed; reopen it first', 'CONVERSATION_CLOSED')
-    return this.store(input.conversationId, actor.id, input.clientId, body, { isCustomer, cannedId: input.cannedId })
+    return this.store(input.conversationId, actor, input.clientId, body, input.cannedId)
   }
 
   /**
-   * Stores a message from `senderId` (a user, or an external sender); shared by sockets, REST and
-   * inbound channels. Queues the delivery to the channel when a non-customer writes in a channel
-   * conversation.
+   * Stores a message from a user (`Actor`, whose access is checked) or an external sender of an
+   * inbound channel (its customer id), in one transaction: take the next seq under the conversation
+   * row's lock, check access and status on the row that update returned, insert the message (the
+   * unique (sender, clientId) key settles repeats), announce it, and queue the delivery to the
+   * channel when a non-customer writes in a channel conversation. A customer writing to a closed
+   * conversation reopens it; anyone else gets 409 CONVERSATION_CLOSED.
    */
-  async store(
-    conversationId: string,
-    senderId: string,
-    clientId: string,
-    body: string,
-    options: { isCustomer: boolean; cannedId?: string },
-  ): Promise<{ message: MessageRow; fresh: boolean }> {
+  async store(conversationId: string, sender: Actor | string, clientId: string, body: string, cannedId?: string): Promise<{ message: MessageRow; fresh: boolean }> {
     const { conversations, messages, deliveries } = this.d.t
+    const senderId = typeof sender === 'string' ? sender : sender.id
     const now = new Date()
     let reopened: ConversationRow | undefined
     let queued = false
     try {
       const message = await this.d.db.transaction(async (tx) => {
-        if (options.isCustomer) reopened = await this.reopenIn(tx, conversationId, senderId)
         const [c] = await tx
           .update(conversations)
           .set({ lastSeq: sql`${conversations.lastSeq} + 1`, lastMessageAt: now, updatedAt: now })
           .where(eq(conversations.id, conversationId))
           .returning()
-        if (!c) throw new NotFound(`no conversation ${conversationId}`, 'CONVERSATION_NOT_FOUND')
-        if (c.status === 'closed') throw new Conflict('this conversation is closed; reopen it first', 'CONVERSATION_CLOSED')
+        if (typeof sender !== 'string') allowed(sender, conversationId, c)
+        else if (!c) throw new NotFound(`no conversation ${conversationId}`, 'CONVERSATION_NOT_FOUND')
+        const isCustomer = c.customerId === senderId
+        if (c.status === 'closed') {
+          if (!isCustomer) throw new Conflict('this conversation is closed; reopen it first', 'CONVERSATION_CLOSED')
+          reopened = await this.reopenIn(tx, conversationId, senderId)
+        }
         const [m] = await tx
           .insert(messages)
-          .values({ id: Bun.randomUUIDv7(), conversationId, seq: c.lastSeq, senderId, body, clientId, cannedId: options.cannedId ?? null, createdAt: now })
+          .values({ id: Bun.randomUUIDv7(), conversationId, seq: c.lastSeq, senderId, body, clientId, cannedId: cannedId ?? null, createdAt: now })
           .onConflictDoNothing()
           .returning()
         if (!m) throw new DuplicateClientId()
         await this.d.publish('chat.message.created', { message: toMessageView(m), channel: c.channel })
-        if (c.channel && c.externalUserId && !options.isCustomer) {
+        if (c.channel && c.externalUserId && !isCustomer) {
           await tx.insert(deliveries).values({
             id: Bun.randomUUIDv7(),
             messageId: m.id,
@@ -318,10 +310,12 @@ export class ChatService {
       if (reopened) void this.d.assign()
       return { message, fresh: true }
     } catch (error) {
-      if (!(error instanceof DuplicateClientId)) throw error
+      if (!(error instanceof DuplicateClientId) && !isAppError(error)) throw error
+      // A repeat returns the first message, even if the conversation closed since.
       const first = await this.byClientId(senderId, clientId)
-      if (!first) throw new Conflict('this clientId is being used by another request; retry', 'CLIENT_ID_IN_USE')
-      return { message: this.sameConversation(first, conversationId), fresh: false }
+      if (first) return { message: this.sameConversation(first, conversationId), fresh: false }
+      if (error instanceof DuplicateClientId) throw new Conflict('this clientId is being used by another request; retry', 'CLIENT_ID_IN_USE')
+      throw error
     }
   }
 
@@ -469,6 +463,15 @@ export class ChatService {
     const [row] = await this.d.db.transaction((tx) => tx.delete(cannedResponses).where(eq(cannedResponses.id, id)).returning())
     if (!row) throw new NotFound(`no canned response ${id}`, 'CANNED_RESPONSE_NOT_FOUND')
   }
+}
+
+/** `c` if `actor` may take part in it (its customer, its agent, managers, admins); else NotFound / Forbidden. */
+function allowed(actor: Actor, id: string, c: ConversationRow | undefined): ConversationRow {
+  // A customer cannot tell someone else's conversation from a missing one.
+  if (!c || (!isAgentLike(actor) && c.customerId !== actor.id)) throw new NotFound(`no conversation ${id}`, 'CONVERSATION_NOT_FOUND')
+  if (c.customerId !== actor.id && c.agentId !== actor.id && !isStaff(actor))
+    throw new Forbidden('only its customer, its agent, managers and admins may take part in this conversation', 'NOT_A_PARTICIPANT')
+  return c
 }
 
 /** The customer id of a sender of an inbound channel. */
