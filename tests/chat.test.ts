@@ -110,6 +110,24 @@ describe(`chat (${variant})`, () => {
     expect(rest.body.id).toBe(first.message.id)
   })
 
+  test('sends in one burst are stored together; a refused or repeated one among them spoils nothing', async () => {
+    const { customer, customerUser, conversation } = await pair()
+    const other = await pair()
+    const repeated = clientId()
+    await ack(customer, 'message:send', { conversationId: conversation.id, clientId: repeated, body: 'first' })
+    const burst = await Promise.all([
+      ...Array.from({ length: 15 }, (_, i) => ack(customer, 'message:send', { conversationId: conversation.id, clientId: clientId(), body: `burst ${i}` })),
+      ack(customer, 'message:send', { conversationId: other.conversation.id, clientId: clientId(), body: 'not mine' }),
+      ack(customer, 'message:send', { conversationId: conversation.id, clientId: repeated, body: 'first' }),
+    ])
+    expect(burst.slice(0, 15).map((a) => a.message.body)).toEqual(Array.from({ length: 15 }, (_, i) => `burst ${i}`))
+    expect(burst[15].error.code).toBe('CONVERSATION_NOT_FOUND')
+    expect(burst[16].message.body).toBe('first')
+    const history = (await api.get(`${CHAT}/conversations/${conversation.id}/messages?limit=200`, customerUser.token)).body.items
+    expect(history.map((m: any) => m.seq)).toEqual(Array.from({ length: 16 }, (_, i) => 16 - i))
+    expect((await api.get(`${CHAT}/conversations/${other.conversation.id}/messages`, other.customerUser.token)).body.items).toEqual([])
+  })
+
   test('typing and read receipts reach the other party and never the sender', async () => {
     const { agent, customer, agentUser, customerUser, conversation } = await pair()
     expect(await ack(customer, 'typing', { conversationId: conversation.id, typing: true })).toEqual({ ok: true })

@@ -63,7 +63,7 @@ export default definePlugin({
       { maxAttempts: c.CHAT_DELIVERY_MAX_ATTEMPTS, retryBaseMs: c.CHAT_DELIVERY_RETRY_BASE_MS, timeoutMs: c.CHAT_DELIVERY_TIMEOUT_MS },
       ctx.log,
     )
-    const chat = new ChatService({ db: ctx.db, t: ctx.tables, publish: ctx.events.publish, assign, deliveriesQueued: () => deliveries.nudge(), notify: tell })
+    const chat = new ChatService({ db: ctx.db, t: ctx.tables, publish: ctx.events.publish, publishAll: ctx.events.publishAll, log: ctx.log, assign, deliveriesQueued: () => deliveries.nudge(), notify: tell })
     const presence = new Presence(
       ctx.db,
       ctx.tables,

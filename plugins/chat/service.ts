@@ -10,6 +10,7 @@
  */
 import { and, asc, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
+import type { Logger } from '../../kernel/log'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Conversation, ConversationStatus, Message } from '../../shared/contracts/chat'
 import { Conflict, Forbidden, Invalid, isAppError, NotFound } from '../../shared/errors'
@@ -86,6 +87,8 @@ export interface ChatDeps {
   db: Database
   t: T
   publish: Publish
+  publishAll: PluginContext['events']['publishAll']
+  log: Logger
   /** Nudges the assigner; resolves when a pass that began after the call has finished. */
   assign: () => Promise<void>
   /** Called after a commit that queued a delivery to an inbound channel. */
@@ -95,8 +98,26 @@ export interface ChatDeps {
 
 /** A repeated clientId lost the race for the unique key: the transaction is undone, the first message returned. */
 class DuplicateClientId extends Error {}
+/** Something in a batch needs the one-by-one path (a refusal, a repeat): the batch is undone. */
+class Unusual extends Error {}
+
+/** Sends written in one transaction at most. */
+const WRITE_BATCH = 200
+
+interface PendingSend {
+  conversationId: string
+  sender: Actor | string
+  clientId: string
+  body: string
+  cannedId?: string
+  resolve: (result: { message: MessageRow; fresh: boolean }) => void
+  reject: (error: unknown) => void
+}
 
 export class ChatService {
+  private readonly queue: PendingSend[] = []
+  private writing: Promise<void> | undefined
+
   constructor(private readonly d: ChatDeps) {}
 
   // ---------------------------------------------------------------------------------------------
@@ -261,7 +282,99 @@ export class ChatService {
    * channel when a non-customer writes in a channel conversation. A customer writing to a closed
    * conversation reopens it; anyone else gets 409 CONVERSATION_CLOSED.
    */
-  async store(conversationId: string, sender: Actor | string, clientId: string, body: string, cannedId?: string): Promise<{ message: MessageRow; fresh: boolean }> {
+  store(conversationId: string, sender: Actor | string, clientId: string, body: string, cannedId?: string): Promise<{ message: MessageRow; fresh: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ conversationId, sender, clientId, body, cannedId, resolve, reject })
+      // After the sends already read in this turn of the event loop, so they share a transaction.
+      this.writing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.drain())
+    })
+  }
+
+  /**
+   * Group commit: the sends that arrive while a batch is being written go into the next one, which
+   * is one transaction with one multi-row insert of messages and one of outbox events. Locks are
+   * taken in conversation order (no deadlock between two processes' batches). Anything unusual in a
+   * batch (a refusal, a repeated clientId) undoes it, and its sends are then written one by one.
+   */
+  private async drain() {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, WRITE_BATCH)
+        if (batch.length === 1) await this.storeOne(batch[0])
+        else await this.storeBatch(batch)
+      }
+    } finally {
+      this.writing = undefined
+    }
+  }
+
+  private async storeBatch(batch: PendingSend[]) {
+    const { conversations, messages, deliveries } = this.d.t
+    const now = new Date()
+    const ordered = [...batch].sort((a, b) => (a.conversationId < b.conversationId ? -1 : a.conversationId > b.conversationId ? 1 : 0))
+    const reopened: ConversationRow[] = []
+    let written: MessageRow[]
+    let queued = false
+    try {
+      written = await this.d.db.transaction(async (tx) => {
+        const rows: (typeof messages.$inferInsert & { channel: string | null })[] = []
+        const outbound: (typeof deliveries.$inferInsert)[] = []
+        for (const p of ordered) {
+          const senderId = typeof p.sender === 'string' ? p.sender : p.sender.id
+          const [c] = await tx
+            .update(conversations)
+            .set({ lastSeq: sql`${conversations.lastSeq} + 1`, lastMessageAt: now, updatedAt: now })
+            .where(eq(conversations.id, p.conversationId))
+            .returning()
+          if (!c || (typeof p.sender !== 'string' && !isAllowed(p.sender, c))) throw new Unusual()
+          const isCustomer = c.customerId === senderId
+          if (c.status === 'closed') {
+            if (!isCustomer) throw new Unusual()
+            const r = await this.reopenIn(tx, c.id, senderId)
+            if (r) reopened.push(r)
+          }
+          const id = Bun.randomUUIDv7()
+          rows.push({ id, conversationId: c.id, seq: c.lastSeq, senderId, body: p.body, clientId: p.clientId, cannedId: p.cannedId ?? null, createdAt: now, channel: c.channel })
+          if (c.channel && c.externalUserId && !isCustomer)
+            outbound.push({ id: Bun.randomUUIDv7(), messageId: id, conversationId: c.id, channel: c.channel, externalUserId: c.externalUserId, body: p.body, nextAttemptAt: now, createdAt: now })
+        }
+        const inserted = await tx
+          .insert(messages)
+          .values(rows.map(({ channel, ...row }) => row))
+          .onConflictDoNothing()
+          .returning()
+        if (inserted.length !== rows.length) throw new Unusual()
+        const byId = new Map(inserted.map((m) => [m.id, m]))
+        const inOrder = rows.map((r) => byId.get(r.id!)!)
+        await this.d.publishAll(
+          'chat.message.created',
+          inOrder.map((m, i) => ({ message: toMessageView(m), channel: rows[i].channel })),
+        )
+        if (outbound.length) {
+          await tx.insert(deliveries).values(outbound)
+          queued = true
+        }
+        return inOrder
+      })
+    } catch (error) {
+      if (!(error instanceof Unusual) && !isAppError(error)) this.d.log.warn({ err: error }, 'a batch of messages failed; writing them one by one')
+      for (const p of batch) await this.storeOne(p)
+      return
+    }
+    const notify = this.d.notify()
+    for (const r of reopened) notify.updated(r)
+    const results = new Map(ordered.map((p, i) => [p, written[i]]))
+    for (const m of written) notify.message(m)
+    for (const p of batch) p.resolve({ message: results.get(p)!, fresh: true })
+    if (queued) this.d.deliveriesQueued()
+    if (reopened.length) void this.d.assign()
+  }
+
+  private async storeOne(p: PendingSend): Promise<void> {
+    await this.storeSingle(p.conversationId, p.sender, p.clientId, p.body, p.cannedId).then(p.resolve, p.reject)
+  }
+
+  private async storeSingle(conversationId: string, sender: Actor | string, clientId: string, body: string, cannedId?: string): Promise<{ message: MessageRow; fresh: boolean }> {
     const { conversations, messages, deliveries } = this.d.t
     const senderId = typeof sender === 'string' ? sender : sender.id
     const now = new Date()
@@ -466,6 +579,9 @@ export class ChatService {
 }
 
 /** `c` if `actor` may take part in it (its customer, its agent, managers, admins); else NotFound / Forbidden. */
+const isAllowed = (actor: Actor, c: ConversationRow) =>
+  c.customerId === actor.id || c.agentId === actor.id || isStaff(actor)
+
 function allowed(actor: Actor, id: string, c: ConversationRow | undefined): ConversationRow {
   // A customer cannot tell someone else's conversation from a missing one.
   if (!c || (!isAgentLike(actor) && c.customerId !== actor.id)) throw new NotFound(`no conversation ${id}`, 'CONVERSATION_NOT_FOUND')
