@@ -21,6 +21,7 @@ export class Assigner {
   private running: Promise<void> | undefined
   private next: Promise<void> | undefined
   private lastTurn = 0
+  private stopped = false
 
   constructor(
     private readonly db: Database,
@@ -36,6 +37,7 @@ export class Assigner {
    * that began after this call has finished (so a caller sees its own conversation assigned).
    */
   nudge(): Promise<void> {
+    if (this.stopped) return Promise.resolve()
     if (!this.running) return (this.running = this.pass())
     this.next ??= this.running.then(() => {
       this.next = undefined
@@ -55,6 +57,13 @@ export class Assigner {
     } finally {
       this.running = undefined
     }
+  }
+
+  /** No new passes; resolves when the one in flight is done. */
+  async stop() {
+    this.stopped = true
+    await this.next
+    await this.running
   }
 
   /** A strictly increasing turn (ms × 1000 + a counter), so round-robin has no ties. */

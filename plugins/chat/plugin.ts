@@ -140,6 +140,7 @@ export default definePlugin({
     for (const timer of s.timers) clearTimeout(timer)
     await s.sweeping
     await Promise.allSettled([...s.pending])
+    await s.assigner.stop()
     await s.deliveries.stop()
   },
 })

@@ -319,13 +319,21 @@ export class ChatService {
       written = await this.d.db.transaction(async (tx) => {
         const rows: (typeof messages.$inferInsert & { channel: string | null })[] = []
         const outbound: (typeof deliveries.$inferInsert)[] = []
+        // One statement takes every conversation's seqs: last_seq + (its sends in this batch).
+        const counts = new Map<string, number>()
+        for (const p of ordered) counts.set(p.conversationId, (counts.get(p.conversationId) ?? 0) + 1)
+        const ids = [...counts.keys()]
+        const increment = sql.join([sql`case ${conversations.id}`, ...ids.map((id) => sql`when ${id} then ${sql.raw(String(counts.get(id)))}`), sql`end`], sql` `)
+        const updated = await tx
+          .update(conversations)
+          .set({ lastSeq: sql`${conversations.lastSeq} + ${increment}`, lastMessageAt: now, updatedAt: now })
+          .where(inArray(conversations.id, ids))
+          .returning()
+        const byId = new Map(updated.map((c) => [c.id, c]))
+        const nextSeq = new Map(updated.map((c) => [c.id, c.lastSeq - counts.get(c.id)! + 1]))
         for (const p of ordered) {
           const senderId = typeof p.sender === 'string' ? p.sender : p.sender.id
-          const [c] = await tx
-            .update(conversations)
-            .set({ lastSeq: sql`${conversations.lastSeq} + 1`, lastMessageAt: now, updatedAt: now })
-            .where(eq(conversations.id, p.conversationId))
-            .returning()
+          const c = byId.get(p.conversationId)
           if (!c || (typeof p.sender !== 'string' && !isAllowed(p.sender, c))) throw new Unusual()
           const isCustomer = c.customerId === senderId
           if (c.status === 'closed') {
@@ -333,8 +341,10 @@ export class ChatService {
             const r = await this.reopenIn(tx, c.id, senderId)
             if (r) reopened.push(r)
           }
+          const seq = nextSeq.get(c.id)!
+          nextSeq.set(c.id, seq + 1)
           const id = Bun.randomUUIDv7()
-          rows.push({ id, conversationId: c.id, seq: c.lastSeq, senderId, body: p.body, clientId: p.clientId, cannedId: p.cannedId ?? null, createdAt: now, channel: c.channel })
+          rows.push({ id, conversationId: c.id, seq, senderId, body: p.body, clientId: p.clientId, cannedId: p.cannedId ?? null, createdAt: now, channel: c.channel })
           if (c.channel && c.externalUserId && !isCustomer)
             outbound.push({ id: Bun.randomUUIDv7(), messageId: id, conversationId: c.id, channel: c.channel, externalUserId: c.externalUserId, body: p.body, nextAttemptAt: now, createdAt: now })
         }
@@ -344,8 +354,8 @@ export class ChatService {
           .onConflictDoNothing()
           .returning()
         if (inserted.length !== rows.length) throw new Unusual()
-        const byId = new Map(inserted.map((m) => [m.id, m]))
-        const inOrder = rows.map((r) => byId.get(r.id!)!)
+        const insertedById = new Map(inserted.map((m) => [m.id, m]))
+        const inOrder = rows.map((r) => insertedById.get(r.id!)!)
         await this.d.publishAll(
           'chat.message.created',
           inOrder.map((m, i) => ({ message: toMessageView(m), channel: rows[i].channel })),
