@@ -20,6 +20,8 @@ export interface RunMessage {
   durationMs: number
   /** rate: messages per second across all pairs */
   perSecond?: number
+  /** closed: messages in flight per pair */
+  window?: number
 }
 export interface RunResult {
   delivered: number
@@ -134,7 +136,9 @@ async function run(m: RunMessage): Promise<RunResult> {
   let running = true
   errors = 0
   const startErrors = () => (errors = 0)
+  let lastArrival = performance.now()
   onDelivered = (pair, toRole, sentAt) => {
+    lastArrival = performance.now()
     if (measuring) {
       delivered++
       latencies.push(performance.now() - sentAt)
@@ -146,19 +150,23 @@ async function run(m: RunMessage): Promise<RunResult> {
     }
   }
   let timer: ReturnType<typeof setInterval> | undefined
-  if (m.type === 'closed') for (const pair of pairs) emit(pair, 'c')
-  else {
-    const tickMs = 5
-    let owed = 0
+  if (m.type === 'closed') {
+    // `window` messages in flight per pair, so the server, not the round trip, sets the pace.
+    for (const pair of pairs) for (let i = 0; i < (m.window ?? 1); i++) emit(pair, 'c')
+  } else {
+    // Owed = rate × elapsed − sent: timer drift never lowers the offered rate.
+    const start = performance.now()
+    let emitted = 0
     let next = 0
     timer = setInterval(() => {
-      owed += (m.perSecond! * tickMs) / 1000
-      for (; owed >= 1; owed--) {
+      const owed = Math.floor(((performance.now() - start) / 1000) * m.perSecond!) - emitted
+      for (let i = 0; i < owed; i++) {
         const pair = pairs[next++ % pairs.length]
         emit(pair, next % 2 === 0 ? 'c' : 'a')
+        emitted++
         if (measuring) sent++
       }
-    }, tickMs)
+    }, 2)
   }
   await Bun.sleep(m.warmupMs)
   startErrors()
@@ -171,7 +179,9 @@ async function run(m: RunMessage): Promise<RunResult> {
   const cpu = process.cpuUsage(cpu0)
   running = false
   clearInterval(timer)
-  await Bun.sleep(1000) // let the last replies land outside the window
+  // Let everything in flight land before the next run starts (a backlog must not leak into it).
+  const drainDeadline = performance.now() + 60_000
+  while (performance.now() - lastArrival < 1000 && performance.now() < drainDeadline) await Bun.sleep(100)
   latencies.sort((a, b) => a - b)
   return {
     delivered,
