@@ -85,7 +85,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
   })
 
   ns.on('conversation:start', { body: strict({ subject: t.Optional(t.String({ maxLength: 200 })) }) }, async (socket, p) => {
-    if (!socket.user.roles.includes('customer')) throw new Forbidden('only customers start conversations', 'FORBIDDEN')
+    if (!socket.user.roles.some((r) => r === 'customer' || r === 'admin')) throw new Forbidden('only customers (and admins) start conversations', 'FORBIDDEN')
     const conversation = await chat.start(socket.user, p.subject)
     await socket.join(conversationRoom(conversation.id))
     return { conversation: toConversationView(conversation) }
