@@ -4,7 +4,7 @@
  * through ctx.realtime rooms, so it reaches sockets in every process.
  *
  * Client events (each acks; a refusal acks `{ error: { code, message } }`):
- * - `conversation:start` { subject? } (customer) → { conversation }; the socket joins its room.
+ * - `conversation:start` { subject? } (customers, admins) → { conversation }; the socket joins its room.
  * - `conversation:join` { conversationId, since? } → { ok, messages, more, conversation }: every
  *   message after `since` in order (up to 500; `more` asks to join again from the last one), or the
  *   latest 500. The socket joins the room before the read, so nothing falls between the two.
