@@ -119,7 +119,8 @@ export class ChatClient {
 
   /** Starts a conversation (customers) and follows it. */
   async start(subject?: string): Promise<ChatConversation> {
-    const { conversation } = await this.request<{ conversation: ChatConversation }>('conversation:start', subject === undefined ? {} : { subject })
+    // Not retried: a start whose ack was lost may have opened a conversation already.
+    const { conversation } = await this.request<{ conversation: ChatConversation }>('conversation:start', subject === undefined ? {} : { subject }, 1)
     this.followed.set(conversation.id, { lastSeq: 0, pending: new Map() })
     return conversation
   }
