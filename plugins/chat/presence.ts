@@ -156,6 +156,8 @@ export class Presence {
         ),
       )
     for (const { userId } of stale) await this.settle(userId)
+    // Dead rows of agents who are still online through another connection.
+    await this.db.transaction((tx) => tx.delete(connections).where(lte(connections.expiresAt, now)))
   }
 
   /** Agents and their presence, for the REST list. */
