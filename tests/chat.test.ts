@@ -6,13 +6,8 @@
  * (through shared/chat-client.ts), inbound channel webhooks and outbound replies with retries,
  * and with Redis two processes serving one conversation.
  */
-import { createHmac } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
-import { io } from 'socket.io-client'
-import { Kernel } from '../kernel/kernel'
-import { freePort } from '../scripts/free-port'
-import { type ChatMessage, ChatClient } from '../shared/chat-client'
-import { adminToken, baseEnv, client, eventually, expectError, expectStatus, isolatedStore, services, startServer, type TestServer, userWithRole, variant } from './harness'
+import { adminToken, client, eventually, expectError, expectStatus, startServer, type TestServer, userWithRole, variant } from './harness'
 import { type Client, closeAll, connect, refusal, waitFor } from './realtime-client'
 
 const CHAT = '/api/v1/chat'
@@ -50,14 +45,11 @@ describe(`chat (${variant})`, () => {
     const customerUser = await userWithRole(server.url, 'customer', admin)
     const agent = await chatSocket(server.url, agentUser)
     await eventually(async () => (await api.get(`${CHAT}/agents`, admin)).body.items.some((a: any) => a.userId === agentUser.id && a.status === 'online'))
-    // Other tests' agents may be online too: start until this agent gets one.
     const customer = await chatSocket(server.url, customerUser)
     const { conversation } = await ack(customer, 'conversation:start', { subject: 'my order' })
     let conv = conversation
-    if (conv.agentId !== agentUser.id) {
-      // assign explicitly: close other agents' sockets is not ours to do; retry until round-robin reaches ours
-      for (let i = 0; i < 20 && conv.agentId !== agentUser.id; i++) conv = (await ack(customer, 'conversation:start', {})).conversation
-    }
+    // Another test's agent may still be online: start again until round-robin reaches this one.
+    for (let i = 0; i < 20 && conv.agentId !== agentUser.id; i++) conv = (await ack(customer, 'conversation:start', {})).conversation
     expect(conv.agentId).toBe(agentUser.id)
     const joined = await ack(agent, 'conversation:join', { conversationId: conv.id })
     expect(joined.ok).toBe(true)
