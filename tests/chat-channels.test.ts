@@ -7,7 +7,7 @@
 import { createHmac } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { adminToken, client, eventually, expectError, expectStatus, startServer, type TestServer, userWithRole, variant } from './harness'
-import { type Client, closeAll, connect, waitFor } from './realtime-client'
+import { type Client, closeAll, connect } from './realtime-client'
 
 const CHAT = '/api/v1/chat'
 const SECRETS = { shop: 'shop-secret-0123', line: 'line-secret-0123', fb: 'fb-app-secret-01' }
