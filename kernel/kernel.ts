@@ -15,7 +15,7 @@ import { internalSecret, ServiceTokens } from './calls/service-token'
 import { ConfigError, type KernelConfig, loadKernelConfig, readSettings } from './config'
 import { type Database, materialize, openDatabase } from './db'
 import { type Discovered, discover, select } from './discovery'
-import { Delivery } from './events/delivery'
+import { Delivery, observer } from './events/delivery'
 import { inProcessBus } from './events/in-process'
 import { Outbox } from './events/outbox'
 import type { EventBus, EventEnvelope } from './events/port'
@@ -27,6 +27,7 @@ import { Metrics } from './http/metrics'
 import { pluginRouter, routerBase } from './http/router'
 import { createLogger, type Logger } from './log'
 import { type MqttPort, openMqtt } from './mqtt'
+import { RealtimeServer } from './realtime'
 import type { AnyPlugin, HealthReport, PluginContext } from './plugin'
 import { advertiseUrl, openRegistry, type Registry } from './registry'
 
@@ -64,6 +65,7 @@ export class Kernel {
     private readonly ipLimiter: RateLimiter,
     private readonly mqtt: MqttPort,
     private readonly registry: Registry,
+    private readonly realtime: RealtimeServer,
   ) {}
 
   /** This process in the registry: unique per start. */
@@ -105,6 +107,7 @@ export class Kernel {
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
     const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
+    const realtime = new RealtimeServer({ config, log: log.child({ component: 'realtime' }), identity, metrics })
     const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS, config.EVENT_RETENTION_SECONDS * 1000)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
@@ -171,6 +174,8 @@ export class Kernel {
           publish: (type, payload) => outbox.record(envelope(name, type, payload)),
           publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
           on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
+          observe: (type, handler) =>
+            bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
         },
         call: callerFor(name, [local, remote], config.CALL_TIMEOUT_MS),
         provide: (action, handler) => {
@@ -183,6 +188,7 @@ export class Kernel {
           publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
           grant: (client) => mqtt.grant(client),
         },
+        realtime: realtime.forPlugin(name),
         router: () => pluginRouter(base, name),
         mount: (router) => void routers.push(router),
       }
@@ -191,7 +197,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry, realtime)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -212,7 +218,8 @@ export class Kernel {
         const folder = join(h.dir, 'migrations', db.dialect)
         if (existsSync(folder)) await db.migrate(folder, `__migrations_${h.plugin.name.replace(/-/g, '_')}`)
       }
-      // 8. Start plugins, dependencies first, then the event flow.
+      // 8. Start realtime (plugins may emit from start), plugins in dependency order, then the event flow.
+      await realtime.start()
       for (const h of hosted) {
         await h.plugin.start?.(h.ctx)
         h.status = { status: 'up' }
@@ -226,7 +233,7 @@ export class Kernel {
       kernel.started = true
       kernel.accepting = true
       await registry.setReady(true)
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', advertised: kernel.advertisedUrl }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind, advertised: kernel.advertisedUrl }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
@@ -241,6 +248,7 @@ export class Kernel {
       metrics: this.metrics,
       ipLimiter: this.ipLimiter,
       accepting: () => this.accepting,
+      realtime: this.realtime.edge,
     })
   }
 
@@ -265,8 +273,9 @@ export class Kernel {
   }
 
   /**
-   * Graceful stop: not ready → withdraw from the registry → stop accepting → drain in-flight requests →
-   * stop the event flow → stop plugins, last started first → close connections. Safe to call more than once.
+   * Graceful stop: not ready → withdraw from the registry → hand realtime clients over (they
+   * reconnect elsewhere) → stop accepting and drain in-flight requests → stop the event flow → stop
+   * plugins, last started first → close realtime → close connections. Safe to call more than once.
    */
   stop(): Promise<void> {
     this.stopping ??= this.shutdown()
@@ -280,6 +289,8 @@ export class Kernel {
     // unreachable registry does not hold the shutdown up: the entry then expires with its TTL.
     const withdrawn = this.registry.withdraw().catch((error) => this.log.warn({ err: error }, 'could not withdraw from the registry'))
     await Promise.race([withdrawn, Bun.sleep(1_000)])
+    // Before draining: long-polling requests would otherwise hold the drain for a ping interval.
+    this.realtime.disconnectAll()
     if (this.server) {
       const server = this.server
       const drained = server.stop(false)
@@ -296,6 +307,7 @@ export class Kernel {
       h.status = { status: 'down', detail: 'stopped' }
       await h.plugin.stop?.(h.ctx).catch((error) => this.log.error({ err: error, plugin: h.plugin.name }, 'plugin did not stop cleanly'))
     }
+    await this.realtime.stop().catch((error) => this.log.error({ err: error }, 'realtime did not stop cleanly'))
     await this.registry.close().catch(() => {})
     await this.cache.close().catch(() => {})
     await this.db.close().catch(() => {})

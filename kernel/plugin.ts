@@ -16,6 +16,7 @@ import type { PluginMetrics } from './http/metrics'
 import type { PluginRouter } from './http/router'
 import type { Logger } from './log'
 import type { MqttAuthority, MqttGrant, MqttHandler } from './mqtt'
+import type { Realtime } from './realtime'
 
 export interface HealthReport {
   status: 'up' | 'down'
@@ -42,6 +43,14 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     publishAll<E extends EventType>(type: E, payloads: EventPayload<E>[]): Promise<void>
     /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
+    /**
+     * Watches `type` best-effort, for feeds where a missed or repeated event does no harm (live
+     * dashboards): `handler` runs after the event committed, without a transaction, processed-event
+     * record, retries or dead letter; a failure is logged and counted, and never holds up other
+     * consumers. It costs no database write per event, unlike `on`. With a distributed bus it is
+     * one consumer group per plugin, like `on`.
+     */
+    observe<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>) => void | Promise<void>): void
   }
   /** Calls an action of another (or this) plugin, wherever it is hosted. */
   readonly call: Call
@@ -55,6 +64,11 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     /** Tells an external broker that this client may log in and publish under these filters. */
     grant(client: MqttGrant): Promise<void>
   }
+  /**
+   * Socket.IO namespaces (kernel/realtime/port.ts): register them and their events in `setup`;
+   * connections need an access token (and a role when the namespace names some).
+   */
+  readonly realtime: Realtime
   /** A router under `/api/v1/<plugin>`, tagged for OpenAPI, that understands `auth` and `creates`. */
   router(): PluginRouter
   /** Mounts a router built from `router()`. */

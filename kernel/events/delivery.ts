@@ -12,6 +12,25 @@ import type { Deliver, EventEnvelope } from './port'
 import { eventTables } from './schema'
 
 export type EventHandler<T = unknown> = (event: EventEnvelope<T>, tx: Db) => Promise<void>
+export type EventObserver<T = unknown> = (event: EventEnvelope<T>) => void | Promise<void>
+
+/**
+ * Best-effort delivery (`ctx.events.observe`): the observer is started and not awaited, so it never
+ * holds up the relay or other consumers; a failure is logged and counted, never retried or parked.
+ */
+export function observer(consumer: string, handler: EventObserver, log: Logger, onOutcome: (consumer: string, outcome: 'observed' | 'observer_failed') => void): Deliver {
+  return async (event) => {
+    Promise.resolve()
+      .then(() => handler(event))
+      .then(
+        () => onOutcome(consumer, 'observed'),
+        (error) => {
+          onOutcome(consumer, 'observer_failed')
+          log.warn({ err: error, consumer, eventId: event.id, type: event.type }, 'event observer failed')
+        },
+      )
+  }
+}
 
 export interface RetryPolicy {
   maxAttempts: number

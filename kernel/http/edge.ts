@@ -4,14 +4,17 @@
  * work they do). Bun's native router dispatches each route template to its own handler, so
  * metrics know the template without asking the app. Step by step: request id → CORS → for /api:
  * readiness, body size, per-IP limit → the app → security headers → metrics and the access log.
+ * Socket.IO's path is a native route of its own that goes to the engine, never through Elysia:
+ * CORS → readiness → transport allowed → body size → per-IP limit on handshakes → the engine.
  */
 import type { Server } from 'bun'
 import type { AnyElysia } from 'elysia'
 import type { Logger } from 'pino'
-import { PayloadTooLarge, Unavailable } from '../../shared/errors'
+import { BadRequest, PayloadTooLarge, Unavailable } from '../../shared/errors'
 import type { RateLimiter } from '../cache'
 import { callScope, validTraceparent } from '../calls/context'
 import type { KernelConfig } from '../config'
+import type { RealtimeEdge } from '../realtime'
 import { corsPolicy } from './cors'
 import { toEnvelope } from './errors'
 import type { Metrics } from './metrics'
@@ -24,6 +27,8 @@ export interface EdgeDeps {
   ipLimiter: RateLimiter
   /** Whether /api requests are served now (false while starting and once shutting down). */
   accepting: () => boolean
+  /** The Socket.IO engine, served on its own path. */
+  realtime?: RealtimeEdge
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
@@ -66,6 +71,15 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     return Response.json(envelope.body, { status: envelope.status, headers: envelope.headers })
   }
 
+  /** The preflight answer, else what `serve` answers, else the refusal it threw. */
+  const respond = async (request: Request, corsHeaders: Record<string, string> | undefined, id: () => string, serve: () => Promise<Response>) => {
+    try {
+      return cors.preflight(request, corsHeaders) ?? (await serve())
+    } catch (error) {
+      return refusal(error, id())
+    }
+  }
+
   const handler = (template: string, guarded: boolean) => async (request: Request, server: Server<unknown>) => {
     const incoming = request.headers.get('x-request-id')
     const id = incoming !== null && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
@@ -84,17 +98,10 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
 
     // A caller's W3C trace context carries on into the calls this request makes (and the log line).
     const traceparent = validTraceparent(request.headers.get('traceparent'))
-    let response: Response
-    try {
-      const preflight = cors.preflight(request, corsHeaders)
-      if (preflight) response = preflight
-      else {
-        if (api) await admit(request, state, guarded)
-        response = traceparent ? await callScope.run({ traceparent }, () => app.fetch(request)) : await app.fetch(request)
-      }
-    } catch (error) {
-      response = refusal(error, id)
-    }
+    let response = await respond(request, corsHeaders, () => id, async () => {
+      if (api) await admit(request, state, guarded)
+      return traceparent ? callScope.run({ traceparent }, () => app.fetch(request)) : app.fetch(request)
+    })
 
     try {
       response.headers.set('x-request-id', id)
@@ -115,14 +122,43 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     return response
   }
 
+  /**
+   * The engine's requests (handshakes, long-polling, WebSocket upgrades). New sessions wait for
+   * readiness like /api and count against the caller's IP; polling bodies are bounded before the
+   * engine reads them (it would buffer them whole). Not access-logged: a polling client makes a
+   * request every ping interval.
+   */
+  const realtimeHandler = (realtime: RealtimeEdge) => async (request: Request, server: Server<unknown>) => {
+    const start = performance.now()
+    const corsHeaders = cors.headersFor(request)
+    const response = await respond(request, corsHeaders, () => Bun.randomUUIDv7(), async () => {
+      const query = new URL(request.url).searchParams
+      if (!query.has('sid')) {
+        if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
+        await ipLimiter.consume(clientIp(request, server))
+      }
+      if (!realtime.polling && query.get('transport') === 'polling')
+        throw new BadRequest('long-polling is disabled here; connect with transports: ["websocket"]', 'POLLING_DISABLED')
+      if (request.method === 'POST' && !(Number(request.headers.get('content-length') ?? Infinity) <= realtime.maxMessageBytes))
+        throw new PayloadTooLarge(realtime.maxMessageBytes)
+      return realtime.handle(request, server)
+    })
+    for (const [k, v] of SECURITY_HEADERS) response.headers.set(k, v)
+    if (corsHeaders) for (const k in corsHeaders) response.headers.set(k, corsHeaders[k])
+    const upgraded = response.status === 200 && request.headers.get('upgrade')?.toLowerCase() === 'websocket'
+    metrics.observe(request.method, realtime.path, upgraded ? 101 : response.status, (performance.now() - start) / 1000)
+    return response
+  }
+
   // One native route per template and method, so the template is known without matching again.
-  const routes: Record<string, Record<string, ReturnType<typeof handler>>> = {}
+  const routes: Record<string, Record<string, ReturnType<typeof handler>> | ReturnType<typeof handler>> = {}
   for (const route of app.routes) {
     if (!/^[A-Z]+$/.test(route.method) || route.method === 'ALL') continue
     // The guard (router.ts) marks the routes it protects with the bearer security requirement.
     const guarded = Boolean((route.hooks as { detail?: { security?: unknown[] } })?.detail?.security?.length)
-    ;(routes[route.path] ??= {})[route.method] = handler(route.path, guarded)
+    ;((routes[route.path] ??= {}) as Record<string, ReturnType<typeof handler>>)[route.method] = handler(route.path, guarded)
   }
+  if (deps.realtime) routes[deps.realtime.path] = realtimeHandler(deps.realtime)
 
   return Bun.serve({
     port: config.PORT,
@@ -134,5 +170,6 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // Above the Socket.IO ping interval, so idle realtime connections are not cut.
     idleTimeout: 60,
-  })
+    ...(deps.realtime ? { websocket: deps.realtime.websocket } : {}),
+  }) as Server<unknown>
 }

@@ -3,11 +3,12 @@
  * A plugin imports these types, never another plugin's files.
  */
 import { authActions, authEvents } from './auth'
+import { chatEvents } from './chat'
 import { inventoryActions, inventoryEvents } from './inventory'
 import type { InputOf, OutputOf, PayloadOf } from './define'
 
 export const actions = { ...authActions, ...inventoryActions }
-export const events = { ...authEvents, ...inventoryEvents }
+export const events = { ...authEvents, ...inventoryEvents, ...chatEvents }
 
 export type Actions = typeof actions
 export type ActionName = keyof Actions
@@ -20,4 +21,5 @@ export type EventPayload<E extends EventType> = PayloadOf<Events[E]>
 
 export * from './define'
 export * as auth from './auth'
+export * as chat from './chat'
 export * as inventory from './inventory'
