@@ -15,12 +15,17 @@ export async function connect(url: string, namespace: string, token: string | un
   const log = new Map<string, any[]>()
   socket.onAny((event: string, data: unknown) => void (log.get(event) ?? log.set(event, []).get(event)!).push(data))
   socket.received = (event) => log.get(event) ?? []
+  // Only the first outcome counts: a later connect_error (a reconnect during a server's shutdown) must not close the socket.
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve())
-    socket.once('connect_error', (error) => {
+    const refused = (error: Error) => {
       socket.close()
       reject(error)
+    }
+    socket.once('connect', () => {
+      socket.off('connect_error', refused)
+      resolve()
     })
+    socket.once('connect_error', refused)
   })
   return socket
 }
