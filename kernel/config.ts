@@ -125,10 +125,14 @@ export const kernelSettings = {
   BODY_LIMIT_BYTES: setting.int('largest accepted request body', 1_048_576, 1),
   IDEMPOTENCY_TTL_SECONDS: setting.int('how long an Idempotency-Key is remembered', 86_400, 1),
   SHUTDOWN_TIMEOUT_MS: setting.int('longest wait for in-flight work on SIGTERM before closing anyway', 8_000, 0),
-  EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers', ['in-process'], 'in-process'),
+  EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers: in-process (this process only) or redis-streams (across processes, needs REDIS_URL)', ['in-process', 'redis-streams'], 'in-process'),
   EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
   EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),
+  EVENT_CONSUMER_NAME: setting.optional('this replica\'s consumer name in the Redis Streams groups (default: host name and process id); must be unique among live replicas'),
+  EVENT_CLAIM_IDLE_MS: setting.int('how long an event may sit un-acknowledged with a replica that stopped renewing it (it died) before another replica claims it (redis-streams)', 30_000, 100),
+  EVENT_STREAM_MAXLEN: setting.int('most entries a Redis event stream keeps; entries every group has acknowledged go sooner, and past this bound the oldest go even if a group has not read them', 100_000, 1),
+  EVENT_STREAM_TRIM_INTERVAL_MS: setting.int('how often each process trims the Redis event streams it uses (redis-streams)', 10_000, 10),
 } satisfies Spec
 
 export type KernelConfig = Values<typeof kernelSettings>
@@ -140,6 +144,7 @@ export function loadKernelConfig(env: Record<string, string | undefined>): Kerne
     problems.push('JWT_SECRET must be set to a secret of your own when NODE_ENV=production')
   if (config.NODE_ENV === 'production' && config.JWT_SECRET.length < 32)
     problems.push('JWT_SECRET must be at least 32 characters when NODE_ENV=production')
+  if (config.EVENT_BUS === 'redis-streams' && !config.REDIS_URL) problems.push('EVENT_BUS=redis-streams needs REDIS_URL: set REDIS_URL to the Redis that carries the events')
   if (problems.length) throw new ConfigError(problems)
   return config
 }

@@ -16,6 +16,7 @@ import { Delivery } from './events/delivery'
 import { inProcessBus } from './events/in-process'
 import { Outbox } from './events/outbox'
 import type { EventBus, EventEnvelope } from './events/port'
+import { redisStreamsBus } from './events/redis-streams'
 import { deadLetterRoutes } from './events/routes'
 import { type App, createApp, type Readiness } from './http/app'
 import { serveApp } from './http/edge'
@@ -92,7 +93,22 @@ export class Kernel {
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)
     const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
-    const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
+    const buses: Record<KernelConfig['EVENT_BUS'], () => EventBus> = {
+      'in-process': inProcessBus,
+      'redis-streams': () =>
+        redisStreamsBus({
+          url: config.REDIS_URL!,
+          prefix: config.REDIS_PREFIX,
+          consumerName: config.EVENT_CONSUMER_NAME,
+          claimIdleMs: config.EVENT_CLAIM_IDLE_MS,
+          trimIntervalMs: config.EVENT_STREAM_TRIM_INTERVAL_MS,
+          maxLen: config.EVENT_STREAM_MAXLEN,
+          maxAttempts: config.EVENT_MAX_ATTEMPTS,
+          retryBaseMs: config.EVENT_RETRY_BASE_MS,
+          log: log.child({ component: 'bus' }),
+        }),
+    }
+    const bus = buses[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
     const delivery = new Delivery(
@@ -195,7 +211,7 @@ export class Kernel {
       // 9. Ready.
       kernel.started = true
       kernel.accepting = true
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory' }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', bus: config.EVENT_BUS }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
