@@ -102,6 +102,25 @@ describe.skipIf(!services.redisUrl)(`Redis Streams bus across processes (${varia
     expect(((await redis.xpending(stream, LEDGER)) as [number])[0]).toBe(0)
   })
 
+  test('a replica that is slow but alive keeps its events: nobody claims them from it', async () => {
+    const { env } = sharedStore({ PLUGINS: 'ledger' })
+    const slow = await spawn(env)
+    const other = await spawn(env)
+    // Three claim times (EVENT_CLAIM_IDLE_MS=1000) per event.
+    expect((await client(slow.url).post('/api/v1/ledger/handler-delay', { ms: 3_000 })).status).toBe(200)
+    await record([other.url], 10)
+
+    expect(await eventually(async () => (await effects(other.url)).length >= 10, 15_000)).toBe(true)
+    await Bun.sleep(300)
+    const duplicates = async (url: string) => {
+      const text = await (await fetch(`${url}/metrics`)).text()
+      return Number(text.split('\n').find((l) => l.startsWith('events_handled_total{') && l.includes('outcome="duplicate"'))?.split(' ').pop() ?? 0)
+    }
+    expect((await duplicates(slow.url)) + (await duplicates(other.url))).toBe(0)
+    expect((await handled(slow.url, LEDGER)) + (await handled(other.url, LEDGER))).toBe(10)
+    expect(await handled(slow.url, LEDGER)).toBeGreaterThan(0)
+  }, 20_000)
+
   test('two different plugins subscribed to a type, each in its own process, each get every event', async () => {
     const { env } = sharedStore()
     const dirs = `${env.PLUGINS_DIR},${join(ROOT, 'tests/fixtures/bus-plugins')}`
