@@ -104,6 +104,7 @@ class RedisStreamsBus implements EventBus {
   }
 
   subscribe(consumer: string, type: string, deliver: Deliver) {
+    if (this.running) throw new Error(`${consumer} subscribes to ${type} after the bus started; subscribe during setup`)
     if (this.subscriptions.some((s) => s.group === consumer && s.key === this.key(type))) throw new Error(`${consumer} already subscribes to ${type}`)
     this.subscriptions.push({ group: consumer, key: this.key(type), deliver, held: new Set(), retries: new Map() })
     this.streams.add(this.key(type))
@@ -189,8 +190,7 @@ class RedisStreamsBus implements EventBus {
       if (settled.length) await this.redis!.xack(sub.key, sub.group, ...settled).catch((e) => this.o.log.warn({ err: e }, 'event bus: XACK failed; the entries will be delivered again'))
       for (const [i, [[id]]] of batch.entries()) if (outcomes[i] !== 'retrying') sub.held.delete(id)
     })()
-    this.inFlight.add(work)
-    return work.finally(() => this.inFlight.delete(work))
+    return this.track(work)
   }
 
   private async settle(sub: Subscription, [id, fields]: Entry, deliveries: number): Promise<'settled' | 'retrying' | 'released'> {
@@ -217,17 +217,24 @@ class RedisStreamsBus implements EventBus {
   private retryLater(sub: Subscription, id: string, deliveries: number) {
     const { retryBaseMs, maxAttempts, claimIdleMs } = this.o
     const delay = Math.min(retryBaseMs * 2 ** (maxAttempts - 2 + deliveries), claimIdleMs) * (0.75 + Math.random() * 0.5)
+    const redeliver = async () => {
+      // XCLAIM counts the delivery in Redis; nothing comes back if the entry was trimmed meanwhile.
+      const claimed = (await this.redis!.call('XCLAIM', sub.key, sub.group, this.name, 0, id).catch(() => undefined)) as Entry[] | undefined
+      if (claimed?.[0]) await this.settleAll(sub, [[claimed[0], deliveries + 1]])
+      else sub.held.delete(id)
+    }
     sub.retries.set(
       id,
-      setTimeout(async () => {
+      setTimeout(() => {
         sub.retries.delete(id)
-        if (!this.running) return
-        // XCLAIM counts the delivery in Redis; nothing comes back if the entry was trimmed meanwhile.
-        const claimed = (await this.redis!.call('XCLAIM', sub.key, sub.group, this.name, 0, id).catch(() => undefined)) as Entry[] | undefined
-        if (claimed?.[0]) await this.settleAll(sub, [[claimed[0], deliveries + 1]])
-        else sub.held.delete(id)
+        if (this.running) this.track(redeliver())
       }, delay),
     )
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight.add(work)
+    return work.finally(() => this.inFlight.delete(work))
   }
 
   /** Moves an entry the kernel could not settle to the dead-letter stream, then acknowledges it. */
