@@ -131,10 +131,14 @@ export const kernelSettings = {
   REALTIME_MAX_PAYLOAD_BYTES: setting.int('largest Socket.IO event payload a handler sees (larger ones get an error ack); the connection closes beyond 16 times this', 65_536, 1_024, 16_777_216),
   REALTIME_POLLING: setting.bool('allow the HTTP long-polling transport; with several processes behind one address it needs sticky sessions (false = WebSocket only)', true),
   REALTIME_STREAM_MAXLEN: setting.int('entries of the Redis stream that carries Socket.IO emits between processes (bounds how far back recovery reaches)', 100_000, 1_000),
-  EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers', ['in-process'], 'in-process'),
+  EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers: in-process (this process only) or redis-streams (across processes, needs REDIS_URL)', ['in-process', 'redis-streams'], 'in-process'),
   EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),
   EVENT_RELAY_INTERVAL_MS: setting.int('how often the outbox relay looks for events it was not told about', 1_000, 10),
+  EVENT_CONSUMER_NAME: setting.optional('this replica\'s consumer name in the Redis Streams groups (default: host name and process id); must be unique among live replicas'),
+  EVENT_CLAIM_IDLE_MS: setting.int('how long an event may sit un-acknowledged with a replica that stopped renewing it (it died) before another replica claims it (redis-streams)', 30_000, 100),
+  EVENT_STREAM_MAXLEN: setting.int('most entries a Redis event stream keeps; entries every group has acknowledged go sooner, and past this bound the oldest go even if a group has not read them', 100_000, 1),
+  EVENT_STREAM_TRIM_INTERVAL_MS: setting.int('how often each process trims the Redis event streams it uses (redis-streams)', 10_000, 10),
   EVENT_RETENTION_SECONDS: setting.int('how long published events stay in the outbox table for inspection before they are deleted', 86_400, 1),
   REGISTRY: setting.oneOf('where processes find the owners of plugins they do not host: auto = static when PLUGIN_ROUTES is set, else redis when REDIS_URL is set, else local (this process alone)', ['auto', 'local', 'static', 'redis'], 'auto'),
   PLUGIN_ROUTES: {
@@ -164,6 +168,7 @@ export function loadKernelConfig(env: Record<string, string | undefined>): Kerne
     problems.push('INTERNAL_SECRET must be at least 32 characters when NODE_ENV=production')
   if (config.REGISTRY === 'redis' && !config.REDIS_URL) problems.push('REGISTRY=redis needs REDIS_URL')
   if (config.REGISTRY === 'static' && !config.PLUGIN_ROUTES) problems.push('REGISTRY=static needs PLUGIN_ROUTES')
+  if (config.EVENT_BUS === 'redis-streams' && !config.REDIS_URL) problems.push('EVENT_BUS=redis-streams needs REDIS_URL: set REDIS_URL to the Redis that carries the events')
   if (problems.length) throw new ConfigError(problems)
   return config
 }

@@ -19,6 +19,7 @@ import { Delivery, observer } from './events/delivery'
 import { inProcessBus } from './events/in-process'
 import { Outbox } from './events/outbox'
 import type { EventBus, EventEnvelope } from './events/port'
+import { redisStreamsBus } from './events/redis-streams'
 import { deadLetterRoutes } from './events/routes'
 import { type App, createApp, type Readiness } from './http/app'
 import { serveApp } from './http/edge'
@@ -108,7 +109,22 @@ export class Kernel {
     const identity = new Identity(config.JWT_SECRET, cache)
     const mqtt = openMqtt(config, log.child({ component: 'mqtt' }), !env.MQTT_PORT)
     const realtime = new RealtimeServer({ config, log: log.child({ component: 'realtime' }), identity, metrics })
-    const bus = { 'in-process': inProcessBus }[config.EVENT_BUS]()
+    const buses: Record<KernelConfig['EVENT_BUS'], () => EventBus> = {
+      'in-process': inProcessBus,
+      'redis-streams': () =>
+        redisStreamsBus({
+          url: config.REDIS_URL!,
+          prefix: config.REDIS_PREFIX,
+          consumerName: config.EVENT_CONSUMER_NAME,
+          claimIdleMs: config.EVENT_CLAIM_IDLE_MS,
+          trimIntervalMs: config.EVENT_STREAM_TRIM_INTERVAL_MS,
+          maxLen: config.EVENT_STREAM_MAXLEN,
+          maxAttempts: config.EVENT_MAX_ATTEMPTS,
+          retryBaseMs: config.EVENT_RETRY_BASE_MS,
+          log: log.child({ component: 'bus' }),
+        }),
+    }
+    const bus = buses[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS, config.EVENT_RETENTION_SECONDS * 1000)
     const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
     const delivery = new Delivery(
@@ -233,7 +249,7 @@ export class Kernel {
       kernel.started = true
       kernel.accepting = true
       await registry.setReady(true)
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind, advertised: kernel.advertisedUrl }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind, bus: config.EVENT_BUS, advertised: kernel.advertisedUrl }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})

@@ -1,7 +1,7 @@
 /**
  * The event bus contract. Every bus adapter must pass this suite; it runs once per adapter the
- * kernel has (today: the in-process bus; EVENT_BUS selects others as they are added), on the
- * active database. Everything is driven through the public surface: HTTP, the dead-letter API,
+ * kernel has (the in-process bus, and the Redis Streams bus when TEST_REDIS_URL points at Redis), on
+ * the active database. Everything is driven through the public surface: HTTP, the dead-letter API,
  * /metrics, and a real child process killed with SIGKILL.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
@@ -9,10 +9,11 @@ import { inArray } from 'drizzle-orm'
 import { materialize, openDatabase } from '../kernel/db'
 import { eventTables } from '../kernel/events/schema'
 import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
-import { adminToken, baseEnv, client, eventually, isolatedStore, spawnServer, startServer, type TestServer, variant } from './harness'
+import { adminToken, baseEnv, client, eventually, isolatedStore, services, spawnServer, startServer, type TestServer, variant } from './harness'
 
 const CONSUMER = 'ledger:ledger.entry.recorded'
-const busAdapters = ['in-process']
+// The Redis Streams bus needs Redis: it runs with the services (TEST_REDIS_URL), not embedded.
+const busAdapters = ['in-process', ...(services.redisUrl ? ['redis-streams'] : [])]
 
 const metric = async (url: string, outcome: string) => {
   const text = await (await fetch(`${url}/metrics`)).text()

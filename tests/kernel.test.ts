@@ -124,6 +124,12 @@ describe('configuration', () => {
     expect(await startError({ RATE_LIMIT_IP_PER_MIN: '-1' })).toContain('RATE_LIMIT_IP_PER_MIN')
   })
 
+  test('EVENT_BUS=redis-streams without REDIS_URL stops start-up naming both', async () => {
+    const message = await startError({ EVENT_BUS: 'redis-streams', REDIS_URL: '' })
+    expect(message).toContain('EVENT_BUS=redis-streams needs REDIS_URL')
+    expect(await startError({ EVENT_BUS: 'kafka' })).toContain('EVENT_BUS must be one of in-process, redis-streams')
+  })
+
   test('every problem is reported at once', async () => {
     const message = await startError({ PORT: 'x', MQTT_PORT: '70000' })
     expect(message).toContain('PORT must be')
