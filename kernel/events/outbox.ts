@@ -10,6 +10,7 @@ import type { Database } from '../db'
 import { materialize } from '../db/schema'
 import type { EventBus, EventEnvelope } from './port'
 import { eventTables } from './schema'
+import { Sweeper } from '../../shared/sweeper'
 
 /** Long enough to deliver a batch; if a relay dies holding rows, another takes them over after this. */
 const LEASE_MS = 30_000
@@ -24,8 +25,10 @@ export class Outbox {
   private timer: ReturnType<typeof setInterval> | undefined
   private pruneTimer: ReturnType<typeof setInterval> | undefined
   private pruning: Promise<void> | undefined
-  private sweeping: Promise<void> | undefined
-  private again = false
+  private readonly sweeper = new Sweeper(
+    () => this.sweep(),
+    (error) => this.log.error({ err: error }, 'outbox sweep failed'),
+  )
   private readonly inFlight = new Set<Promise<void>>()
   private stopped = true
 
@@ -89,26 +92,13 @@ export class Outbox {
     clearInterval(this.timer)
     clearInterval(this.pruneTimer)
     await this.pruning
-    await this.sweeping
+    await this.sweeper.stop()
     await Promise.allSettled([...this.inFlight])
   }
 
   /** Asks for a sweep; sweeps never overlap, and a nudge during one causes another. */
   nudge() {
-    if (this.stopped) return
-    if (this.sweeping) {
-      this.again = true
-      return
-    }
-    this.sweeping = this.sweep()
-      .catch((error) => this.log.error({ err: error }, 'outbox sweep failed'))
-      .finally(() => {
-        this.sweeping = undefined
-        if (this.again) {
-          this.again = false
-          this.nudge()
-        }
-      })
+    if (!this.stopped) this.sweeper.nudge()
   }
 
   private async sweep() {

@@ -11,6 +11,7 @@ import type { Database, Tables } from '../../kernel/db'
 import type { Logger } from '../../kernel/log'
 import { type Channels, outboundRequest } from './channels'
 import type { ChatSchema } from './schema'
+import { Sweeper } from '../../shared/sweeper'
 
 type T = Tables<ChatSchema>
 
@@ -28,8 +29,10 @@ export interface DeliverySettings {
 class Permanent extends Error {}
 
 export class Deliveries {
-  private sweeping: Promise<void> | undefined
-  private again = false
+  private readonly sweeper = new Sweeper(
+    () => this.sweep(),
+    (error) => this.log.error({ err: error }, 'delivery sweep failed'),
+  )
   private stopped = false
   private readonly send
 
@@ -52,25 +55,12 @@ export class Deliveries {
 
   /** Asks for a sweep; sweeps never overlap, and a nudge during one causes another. */
   nudge() {
-    if (this.stopped) return
-    if (this.sweeping) {
-      this.again = true
-      return
-    }
-    this.sweeping = this.sweep()
-      .catch((error) => this.log.error({ err: error }, 'delivery sweep failed'))
-      .finally(() => {
-        this.sweeping = undefined
-        if (this.again) {
-          this.again = false
-          this.nudge()
-        }
-      })
+    if (!this.stopped) this.sweeper.nudge()
   }
 
   async stop() {
     this.stopped = true
-    await this.sweeping
+    await this.sweeper.stop()
   }
 
   private async sweep() {
