@@ -1,0 +1,222 @@
+/**
+ * The gateway role (`PLUGINS=gateway`, alone or next to plugins): `/api/v1/<plugin>/…` of a plugin
+ * not hosted here goes to a live owner from the registry, and `/swagger/json` is the merged document
+ * of the live plugins. It is part of the kernel, not a plugin: it has no routes of its own, only
+ * the edge's, and knows nothing of any domain.
+ *
+ * Tokens and rate limits are checked once, here: a Bearer token is verified (401 without contacting
+ * the owner) and counted against its user, other requests against the client IP. The owner receives
+ * the original Authorization header (its guards verify it as always: same JWT_SECRET, same
+ * revocation store) plus `x-tessera-admitted`, a service token that tells its edge the public limits
+ * were already applied, so a request is never counted twice.
+ */
+import type { Logger } from 'pino'
+import { NotFound, PayloadTooLarge, Unavailable } from '../../shared/errors'
+import type { RateLimiter } from '../cache'
+import { OwnerCircuits } from '../calls/owners'
+import type { ServiceTokens } from '../calls/service-token'
+import type { Identity } from '../http/identity'
+import type { PluginMetrics } from '../http/metrics'
+import type { RequestState } from '../http/request-state'
+import type { Registry } from '../registry'
+import { mergeDocuments, type OpenApiDocument } from './openapi'
+
+/** Set by the gateway on what it forwards: a service token saying the public limits were applied. */
+export const ADMITTED_HEADER = 'x-tessera-admitted'
+/** The service-token subject of forwarded requests. */
+export const GATEWAY_CALLER = 'gateway'
+
+/** Headers of one connection, never forwarded (RFC 9110 §7.6.1), plus those the gateway sets itself. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', ADMITTED_HEADER])
+const OPENAPI_CACHE_MS = 2_000
+const OPENAPI_FETCH_TIMEOUT_MS = 1_000
+
+/** The owner did not answer at all (connection refused): the request never ran, another owner may take it. */
+class Refused extends Unavailable {}
+/** The owner failed mid-way (reset, timeout): the request may have run, so it is not sent again. */
+class Broken extends Unavailable {}
+
+export interface GatewayDeps {
+  registry: Registry
+  identity: Identity
+  tokens: ServiceTokens
+  ipLimiter: RateLimiter
+  userLimiter: RateLimiter
+  /** Plugins hosted in this process: their requests go to the local app. */
+  hosted: string[]
+  /** Every plugin of the image (discovered folders): a known plugin with no live owner is a 503, anything else a 404. */
+  known: string[]
+  breakerFailures: number
+  halfOpenMs: number
+  /** Longest wait for an owner's response headers. */
+  timeoutMs: number
+  bodyLimitBytes: number
+  metrics: PluginMetrics
+  log: Logger
+}
+
+export class Gateway {
+  private readonly owners: OwnerCircuits
+  private readonly proxied
+  private readonly open
+  private merged: { at: number; doc: Promise<OpenApiDocument> } | undefined
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.proxied = deps.metrics.counter('proxied_total', 'Requests the gateway forwarded or refused, by plugin and outcome (2xx, 4xx, 5xx, unauthorized, unavailable)', ['plugin', 'outcome'])
+    this.open = deps.metrics.gauge('circuit_open', 'Whether the gateway circuit to an owner URL is open (1) or not (0)', ['owner'])
+    this.owners = new OwnerCircuits(deps.registry, {
+      breakerFailures: deps.breakerFailures,
+      halfOpenMs: deps.halfOpenMs,
+      isFailure: (e) => e instanceof Refused || e instanceof Broken,
+      tryNext: (e) => e instanceof Refused,
+      onCircuit: (owner, open) => this.open.set({ owner }, open ? 1 : 0),
+      log: deps.log,
+    })
+  }
+
+  /** The plugin an /api/v1 path names when this process does not host it (undefined: the local app answers). */
+  remotePlugin(pathname: string): string | undefined {
+    const plugin = pathname.slice(8, pathname.indexOf('/', 8) >>> 0)
+    return this.deps.hosted.includes(plugin) ? undefined : plugin
+  }
+
+  /** Forwards a request for `plugin` to a live owner and streams its answer back; throws the refusal. */
+  async forward(request: Request, plugin: string, state: RequestState): Promise<Response> {
+    if (!this.isKnown(plugin)) throw new NotFound(`no plugin is called ${plugin}`, 'NOT_FOUND')
+    try {
+      const response = await this.send(request, plugin, state)
+      this.proxied.inc({ plugin, outcome: `${Math.floor(response.status / 100)}xx` })
+      return response
+    } catch (error) {
+      const status = (error as { status?: number }).status
+      this.proxied.inc({ plugin, outcome: status === 401 ? 'unauthorized' : status === 503 ? 'unavailable' : String(status ?? 'error') })
+      throw error
+    }
+  }
+
+  private isKnown(plugin: string) {
+    return this.deps.known.includes(plugin) || this.deps.registry.instances().some((i) => i.plugins.includes(plugin))
+  }
+
+  private async send(request: Request, plugin: string, state: RequestState): Promise<Response> {
+    const { identity, ipLimiter, userLimiter, tokens } = this.deps
+    const authorization = request.headers.get('authorization')
+    if (authorization !== null) {
+      // The edge left a request with a token to us: a refused one counts against the IP, a good one against its user.
+      const principal = await identity.authenticate(authorization).catch(async (error) => {
+        await ipLimiter.consume(state.ip)
+        throw error
+      })
+      await userLimiter.consume(principal.id)
+    }
+    const headers = forwardedHeaders(request, state)
+    headers.set(ADMITTED_HEADER, await tokens.tokenFor(GATEWAY_CALLER))
+    // Read once (bounded by the body limit), so a refused connection can be retried on another replica.
+    const body = request.body ? await readBounded(request.body, this.deps.bodyLimitBytes) : undefined
+    const url = new URL(request.url)
+    const path = url.pathname + url.search
+    const upstream = await this.owners.run(plugin, async (owner) => {
+      try {
+        return await fetch(owner + path, {
+          method: request.method,
+          headers,
+          body,
+          redirect: 'manual',
+          decompress: false,
+          signal: AbortSignal.timeout(this.deps.timeoutMs),
+        } as RequestInit)
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        if (code === 'ECONNREFUSED' || code === 'ConnectionRefused') throw new Refused(`${plugin} is unavailable: nothing listens at its owner`, 'PLUGIN_UNAVAILABLE')
+        const timedOut = (error as Error).name === 'TimeoutError'
+        this.deps.log.warn({ owner, plugin, err: error, reqId: state.id }, 'the owner failed to answer')
+        throw new Broken(timedOut ? `${plugin} did not answer in time` : `${plugin} failed to answer`, timedOut ? 'UPSTREAM_TIMEOUT' : 'PLUGIN_UNAVAILABLE')
+      }
+    }).catch((error) => {
+      if (error instanceof Unavailable && !(error instanceof Refused) && !(error instanceof Broken)) throw new Unavailable(`${plugin} is unavailable: ${error.message}`, 'PLUGIN_UNAVAILABLE')
+      throw error
+    })
+    const out = new Headers()
+    upstream.headers.forEach((value, name) => {
+      if (!HOP_BY_HOP.has(name)) out.append(name, value)
+    })
+    return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers: out })
+  }
+
+  /** The merged OpenAPI document: this process's own, plus each live plugin's paths and tags from one of its owners. */
+  openapi(local: () => Promise<OpenApiDocument>): Promise<OpenApiDocument> {
+    if (this.merged && Date.now() - this.merged.at < OPENAPI_CACHE_MS) return this.merged.doc
+    const doc = this.mergeLive(local)
+    this.merged = { at: Date.now(), doc }
+    doc.catch(() => (this.merged = undefined))
+    return doc
+  }
+
+  private async mergeLive(local: () => Promise<OpenApiDocument>): Promise<OpenApiDocument> {
+    const fetched = new Map<string, Promise<OpenApiDocument | undefined>>()
+    const documentOf = (owner: string) => {
+      let doc = fetched.get(owner)
+      if (!doc) {
+        doc = fetch(`${owner}/swagger/json`, { signal: AbortSignal.timeout(OPENAPI_FETCH_TIMEOUT_MS) })
+          .then((r) => (r.ok ? (r.json() as Promise<OpenApiDocument>) : undefined))
+          .catch(() => undefined)
+        fetched.set(owner, doc)
+      }
+      return doc
+    }
+    const parts: { plugin: string; doc: OpenApiDocument }[] = []
+    await Promise.all(
+      this.livePlugins().map(async (plugin) => {
+        // The first owner that answers speaks for the plugin; a dead one is left out.
+        for (const owner of this.deps.registry.owners(plugin)) {
+          const doc = await documentOf(owner)
+          if (doc) return void parts.push({ plugin, doc })
+        }
+      }),
+    )
+    parts.sort((a, b) => a.plugin.localeCompare(b.plugin))
+    return mergeDocuments(await local(), parts)
+  }
+
+  /** Plugins hosted elsewhere that have a ready owner now. */
+  private livePlugins(): string[] {
+    const names = new Set(this.deps.registry.instances().flatMap((i) => i.plugins))
+    return [...names].filter((p) => !this.deps.hosted.includes(p) && this.deps.registry.owners(p).length > 0).sort()
+  }
+
+  /** For /health/ready: how many ready owners each plugin of the deployment has. */
+  owned(): Record<string, number> {
+    const names = new Set([...this.deps.known, ...this.deps.registry.instances().flatMap((i) => i.plugins)])
+    const out: Record<string, number> = {}
+    for (const p of [...names].sort()) out[p] = this.deps.hosted.includes(p) ? 1 : this.deps.registry.owners(p).length
+    return out
+  }
+}
+
+/** The client's headers minus hop-by-hop ones, with the request id and the X-Forwarded-* trio. */
+function forwardedHeaders(request: Request, state: RequestState): Headers {
+  const headers = new Headers()
+  const listed = new Set((request.headers.get('connection') ?? '').split(',').map((s) => s.trim().toLowerCase()))
+  request.headers.forEach((value, name) => {
+    if (!HOP_BY_HOP.has(name) && !listed.has(name)) headers.append(name, value)
+  })
+  const url = new URL(request.url)
+  const prior = request.headers.get('x-forwarded-for')
+  headers.set('x-forwarded-for', prior ? `${prior}, ${state.ip}` : state.ip)
+  headers.set('x-forwarded-proto', request.headers.get('x-forwarded-proto') ?? url.protocol.replace(':', ''))
+  headers.set('x-forwarded-host', request.headers.get('x-forwarded-host') ?? request.headers.get('host') ?? url.host)
+  headers.set('x-request-id', state.id)
+  return headers
+}
+
+/** The whole body, refusing more than `limit` bytes even without a Content-Length. */
+async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength
+    if (size > limit) throw new PayloadTooLarge(limit)
+    chunks.push(chunk)
+  }
+  return size ? Buffer.concat(chunks) : undefined
+}
