@@ -4,6 +4,9 @@
  * same cases run with static routes (PLUGIN_ROUTES, no Redis) and, when TEST_REDIS_URL is set, with
  * the Redis registry. An all-in-one server gives the reference answers.
  */
+import { join } from 'node:path'
+import Redis from 'ioredis'
+import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { stopChild } from '../scripts/bench/children'
 import { freePort } from '../scripts/free-port'
@@ -17,7 +20,9 @@ import {
   expectError,
   expectStatus,
   isolatedStore,
+  JWT_SECRET,
   type Reply,
+  ROOT,
   services,
   spawnServer,
   startServer,
@@ -221,3 +226,55 @@ for (const topology of topologies)
       expect(Date.now() - t0).toBeLessThan(5000)
     }, 20_000)
   })
+
+describe.skipIf(!services.databaseUrl || !services.redisUrl)('scripts/split.ts', () => {
+  test('starts the gateway and one process per plugin, prints the URLs, serves through the gateway, and stops cleanly on SIGTERM', async () => {
+    const proc = Bun.spawn([process.execPath, join(ROOT, 'scripts/split.ts'), '--port', '0', '--replicas', 'inventory=2', '--database', services.databaseUrl!, '--redis', services.redisUrl!], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, JWT_SECRET, LOG_LEVEL: 'info', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_TIME_COST: '1' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    })
+    let text = ''
+    const reader = proc.stdout.getReader()
+    const pump = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return
+        text += new TextDecoder().decode(value)
+      }
+    })()
+    const schema = () => /schema=(split_\w+)/.exec(text)?.[1]
+    const prefix = () => /prefix (split:\w+:)/.exec(text)?.[1]
+    try {
+      expect(await eventually(async () => text.includes('tessera split: ready'), 40_000)).toBe(true)
+      const urls = Object.fromEntries([...text.matchAll(/^ {2}(\S+)\s+(http:\/\/\S+)$/gm)].map((m) => [m[1], m[2]]))
+      expect(Object.keys(urls).sort()).toEqual(['auth', 'chat', 'gateway', 'inventory-1', 'inventory-2', 'live'])
+      expect(text).toMatch(/MQTT\s+mqtt:\/\/127\.0\.0\.1:\d+ \(embedded broker of inventory-1\)/)
+      const admin = await adminToken(urls.gateway)
+      expectStatus(await client(urls.gateway).get('/api/v1/inventory/stock', admin), 200)
+      expectStatus(await client(urls.gateway).get('/api/v1/chat/conversations', admin), 200)
+      const ready = await client(urls.gateway).get('/health/ready')
+      expect(ready.body.owners).toEqual({ auth: 1, chat: 1, inventory: 2, live: 1 })
+
+      proc.kill('SIGTERM')
+      expect(await proc.exited).toBe(0)
+      await pump
+      expect(text).toContain('tessera split: stopped')
+      for (const url of Object.values(urls)) expect(await fetch(`${url}/health/live`).then(() => 'up', () => 'down')).toBe('down')
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGKILL')
+      if (schema()) {
+        const sql = postgres(services.databaseUrl!, { onnotice: () => {}, max: 1 })
+        await sql.unsafe(`drop schema if exists "${schema()}" cascade`)
+        await sql.end()
+      }
+      if (prefix()) {
+        const redis = new Redis(services.redisUrl!)
+        const keys = await redis.keys(`${prefix()}*`)
+        if (keys.length) await redis.del(...keys)
+        await redis.quit()
+      }
+    }
+  }, 60_000)
+})
