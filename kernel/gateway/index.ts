@@ -29,6 +29,8 @@ export const GATEWAY_CALLER = 'gateway'
 /** Headers of one connection, never forwarded (RFC 9110 §7.6.1), plus those the gateway sets itself. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', ADMITTED_HEADER])
 const OPENAPI_CACHE_MS = 2_000
+/** How old the list of guarded routes may get before it is re-read (in the background) from the owners' documents. */
+const ROUTES_REFRESH_MS = 15_000
 const OPENAPI_FETCH_TIMEOUT_MS = 1_000
 
 /** The owner did not answer at all (connection refused): the request never ran, another owner may take it. */
@@ -59,7 +61,9 @@ export class Gateway {
   private readonly owners: OwnerCircuits
   private readonly proxied
   private readonly open
-  private merged: { at: number; doc: Promise<OpenApiDocument> } | undefined
+  private remote: { at: number; parts: Promise<DocumentPart[]> } | undefined
+  /** Per plugin, its operations as the owners' documents declare them: which need a token. */
+  private operations = new Map<string, { at: number; list: Operation[] }>()
 
   constructor(private readonly deps: GatewayDeps) {
     this.proxied = deps.metrics.counter('proxied_total', 'Requests the gateway forwarded or refused, by plugin and outcome (2xx, 4xx, 5xx, unauthorized, unavailable)', ['plugin', 'outcome'])
@@ -77,7 +81,21 @@ export class Gateway {
   /** The plugin an /api/v1 path names when this process does not host it (undefined: the local app answers). */
   remotePlugin(pathname: string): string | undefined {
     const plugin = pathname.slice(8, pathname.indexOf('/', 8) >>> 0)
-    return this.deps.hosted.includes(plugin) ? undefined : plugin
+    if (this.deps.hosted.includes(plugin)) return undefined
+    const known = this.operations.get(plugin)
+    if (!known || Date.now() - known.at > ROUTES_REFRESH_MS) void this.remoteParts()
+    return plugin
+  }
+
+  /**
+   * Whether a route needs a token, as the owner's document says; unknown (no document yet) counts as
+   * guarded. A route that needs none ignores a token in every topology, so a stale one is not refused here.
+   */
+  private guarded(plugin: string, method: string, pathname: string): boolean {
+    const known = this.operations.get(plugin)
+    if (!known) return true
+    const op = known.list.find((o) => o.method === method && o.pattern.test(pathname))
+    return op?.guarded ?? false
   }
 
   /** Forwards a request for `plugin` to a live owner and streams its answer back; throws the refusal. */
@@ -101,7 +119,8 @@ export class Gateway {
   private async send(request: Request, plugin: string, state: RequestState): Promise<Response> {
     const { identity, ipLimiter, userLimiter, tokens } = this.deps
     const authorization = request.headers.get('authorization')
-    if (authorization !== null) {
+    if (authorization !== null && !this.guarded(plugin, request.method, new URL(request.url).pathname)) await ipLimiter.consume(state.ip)
+    else if (authorization !== null) {
       // The edge left a request with a token to us: a refused one counts against the IP, a good one against its user.
       const principal = await identity.authenticate(authorization).catch(async (error) => {
         await ipLimiter.consume(state.ip)
@@ -144,15 +163,21 @@ export class Gateway {
   }
 
   /** The merged OpenAPI document: this process's own, plus each live plugin's paths and tags from one of its owners. */
-  openapi(local: () => Promise<OpenApiDocument>): Promise<OpenApiDocument> {
-    if (this.merged && Date.now() - this.merged.at < OPENAPI_CACHE_MS) return this.merged.doc
-    const doc = this.mergeLive(local)
-    this.merged = { at: Date.now(), doc }
-    doc.catch(() => (this.merged = undefined))
-    return doc
+  async openapi(local: () => Promise<OpenApiDocument>): Promise<OpenApiDocument> {
+    const [own, parts] = await Promise.all([local(), this.remoteParts()])
+    return mergeDocuments(own, parts)
   }
 
-  private async mergeLive(local: () => Promise<OpenApiDocument>): Promise<OpenApiDocument> {
+  /** Each live plugin's document, from the first of its owners that answers (a dead one is left out); cached briefly. */
+  private remoteParts(): Promise<DocumentPart[]> {
+    if (this.remote && Date.now() - this.remote.at < OPENAPI_CACHE_MS) return this.remote.parts
+    const parts = this.fetchParts()
+    this.remote = { at: Date.now(), parts }
+    parts.catch(() => (this.remote = undefined))
+    return parts
+  }
+
+  private async fetchParts(): Promise<DocumentPart[]> {
     const fetched = new Map<string, Promise<OpenApiDocument | undefined>>()
     const documentOf = (owner: string) => {
       let doc = fetched.get(owner)
@@ -164,18 +189,17 @@ export class Gateway {
       }
       return doc
     }
-    const parts: { plugin: string; doc: OpenApiDocument }[] = []
+    const parts: DocumentPart[] = []
     await Promise.all(
       this.livePlugins().map(async (plugin) => {
-        // The first owner that answers speaks for the plugin; a dead one is left out.
         for (const owner of this.deps.registry.owners(plugin)) {
           const doc = await documentOf(owner)
           if (doc) return void parts.push({ plugin, doc })
         }
       }),
     )
-    parts.sort((a, b) => a.plugin.localeCompare(b.plugin))
-    return mergeDocuments(await local(), parts)
+    for (const { plugin, doc } of parts) this.operations.set(plugin, { at: Date.now(), list: operationsOf(plugin, doc) })
+    return parts.sort((a, b) => a.plugin.localeCompare(b.plugin))
   }
 
   /** Plugins hosted elsewhere that have a ready owner now. */
@@ -191,6 +215,26 @@ export class Gateway {
     for (const p of [...names].sort()) out[p] = this.deps.hosted.includes(p) ? 1 : this.deps.registry.owners(p).length
     return out
   }
+}
+
+type DocumentPart = { plugin: string; doc: OpenApiDocument }
+interface Operation {
+  method: string
+  pattern: RegExp
+  guarded: boolean
+}
+
+/** The operations of `plugin` in an owner's document: method, path pattern, and whether a bearer token is required. */
+function operationsOf(plugin: string, doc: OpenApiDocument): Operation[] {
+  const prefix = `/api/v1/${plugin}`
+  const list: Operation[] = []
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    if (path !== prefix && !path.startsWith(`${prefix}/`)) continue
+    const pattern = new RegExp(`^${path.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+')}/?$`)
+    for (const [method, op] of Object.entries(item as Record<string, { security?: unknown[] }>))
+      list.push({ method: method.toUpperCase(), pattern, guarded: Boolean(op?.security?.length) })
+  }
+  return list
 }
 
 /** The client's headers minus hop-by-hop ones, with the request id and the X-Forwarded-* trio. */
