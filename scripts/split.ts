@@ -155,6 +155,8 @@ try {
   else
     for (const c of children.filter((c) => c.name.startsWith('inventory')))
       console.log(`  ${'MQTT'.padEnd(12)} mqtt://127.0.0.1:${await mqttPortOf(c)} (embedded broker of ${c.name})`)
+  const realtime = children.filter((c) => ['chat', 'live'].some((p) => c.name === p || c.name.startsWith(`${p}-`)))
+  if (realtime.length) console.log(`  Socket.IO is not proxied by the gateway: ${realtime.map((c) => `/${c.name.replace(/-\d+$/, '')} at ${c.url}`).join(', ')}`)
   console.log(`tessera split: ready; the API is at ${gateway.url}/api/v1 and ${gateway.url}/swagger. Ctrl-C stops every process.`)
 } catch (error) {
   console.error(`tessera split: ${(error as Error).message}`)
