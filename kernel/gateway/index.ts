@@ -33,9 +33,9 @@ const OPENAPI_CACHE_MS = 2_000
 const ROUTES_REFRESH_MS = 15_000
 const OPENAPI_FETCH_TIMEOUT_MS = 1_000
 
-/** The owner did not answer at all (connection refused): the request never ran, another owner may take it. */
+/** The owner did not answer (connection refused, or a GET/HEAD failed): another owner may take the request. */
 class Refused extends Unavailable {}
-/** The owner failed mid-way (reset, timeout): the request may have run, so it is not sent again. */
+/** The owner failed mid-way (reset, timeout) on a request that may have changed something: it is not sent again. */
 class Broken extends Unavailable {}
 
 export interface GatewayDeps {
@@ -134,22 +134,23 @@ export class Gateway {
     const body = request.body ? await readBounded(request.body, this.deps.bodyLimitBytes) : undefined
     const url = new URL(request.url)
     const path = url.pathname + url.search
+    // A request that cannot have changed anything may go to the next replica after any transport failure.
+    const safe = request.method === 'GET' || request.method === 'HEAD'
     const upstream = await this.owners.run(plugin, async (owner) => {
+      // The timeout covers the wait for the response headers only; the body then streams as long as it takes.
+      const abort = new AbortController()
+      const timer = setTimeout(() => abort.abort(), this.deps.timeoutMs)
       try {
-        return await fetch(owner + path, {
-          method: request.method,
-          headers,
-          body,
-          redirect: 'manual',
-          decompress: false,
-          signal: AbortSignal.timeout(this.deps.timeoutMs),
-        } as RequestInit)
+        return await fetch(owner + path, { method: request.method, headers, body, redirect: 'manual', decompress: false, signal: abort.signal } as RequestInit)
       } catch (error) {
         const code = (error as { code?: string }).code
         if (code === 'ECONNREFUSED' || code === 'ConnectionRefused') throw new Refused(`${plugin} is unavailable: nothing listens at its owner`, 'PLUGIN_UNAVAILABLE')
-        const timedOut = (error as Error).name === 'TimeoutError'
         this.deps.log.warn({ owner, plugin, err: error, reqId: state.id }, 'the owner failed to answer')
-        throw new Broken(timedOut ? `${plugin} did not answer in time` : `${plugin} failed to answer`, timedOut ? 'UPSTREAM_TIMEOUT' : 'PLUGIN_UNAVAILABLE')
+        if (abort.signal.aborted) throw new Broken(`${plugin} did not answer within ${this.deps.timeoutMs} ms`, 'UPSTREAM_TIMEOUT')
+        if (safe) throw new Refused(`${plugin} failed to answer`, 'PLUGIN_UNAVAILABLE')
+        throw new Broken(`${plugin} failed to answer`, 'PLUGIN_UNAVAILABLE')
+      } finally {
+        clearTimeout(timer)
       }
     }).catch((error) => {
       if (error instanceof Unavailable && !(error instanceof Refused) && !(error instanceof Broken)) throw new Unavailable(`${plugin} is unavailable: ${error.message}`, 'PLUGIN_UNAVAILABLE')
