@@ -297,3 +297,37 @@ describe.skipIf(!services.databaseUrl || !services.redisUrl)('scripts/split.ts',
     }
   }, 60_000)
 })
+
+describe(`gateway limits (${variant})`, () => {
+  const store = isolatedStore()
+  let owner: ChildServer
+  let gateway: TestServer
+
+  beforeAll(async () => {
+    const port = await freePort()
+    owner = await spawnServer(baseEnv({ ...store.env, PLUGINS: 'auth,inventory', PORT: String(port) }))
+    gateway = await startServer({ PLUGINS: 'gateway', PLUGIN_ROUTES: `auth=${owner.url},inventory=${owner.url}`, RATE_LIMIT_USER_PER_MIN: '5', RATE_LIMIT_IP_PER_MIN: '8' })
+  }, 30_000)
+  afterAll(async () => {
+    if (owner) await stopChild(owner.proc, 5000)
+    await gateway?.stop()
+    await store.cleanup()
+  })
+
+  test('the per-user and per-IP limits answer 429 with Retry-After at the gateway, before the owner', async () => {
+    const api = client(gateway.url)
+    const email = `limits-${Date.now()}@tessera.test`
+    expectStatus(await api.post('/api/v1/auth/register', { email, password: 'correct-horse-1', name: 'Limits' }), 201) // IP: 1
+    const token = (await api.post('/api/v1/auth/login', { email, password: 'correct-horse-1' })).body.accessToken // IP: 2
+    await fetch(`${gateway.url}/swagger/json`) // the gateway learns which routes need a token
+    for (let i = 0; i < 5; i++) expectStatus(await api.get('/api/v1/auth/me', token), 200)
+    const before = await served(owner.url, '/api/v1/auth/me')
+    const limited = await api.get('/api/v1/auth/me', token)
+    expectError(limited, 429)
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(await served(owner.url, '/api/v1/auth/me')).toBe(before)
+    // Requests without a token count against the IP: 6 more reach the limit of 8.
+    for (let i = 0; i < 6; i++) expectError(await api.get('/api/v1/inventory/stock'), 401)
+    expectError(await api.get('/api/v1/inventory/stock'), 429)
+  })
+})
