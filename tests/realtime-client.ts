@@ -16,11 +16,17 @@ export async function connect(url: string, namespace: string, token: string | un
   socket.onAny((event: string, data: unknown) => void (log.get(event) ?? log.set(event, []).get(event)!).push(data))
   socket.received = (event) => log.get(event) ?? []
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve())
-    socket.once('connect_error', (error) => {
+    const refused = (error: Error) => {
       socket.close()
       reject(error)
+    }
+    // Only the first connection's refusal closes the client: a failed reconnect later (say while a
+    // server shuts down) must leave it reconnecting.
+    socket.once('connect', () => {
+      socket.off('connect_error', refused)
+      resolve()
     })
+    socket.once('connect_error', refused)
   })
   return socket
 }
