@@ -152,6 +152,7 @@ export const kernelSettings = {
   CALL_TIMEOUT_MS: setting.int('deadline of a ctx.call that names none; it travels with remote calls', 5_000, 1),
   CALL_RETRIES: setting.int('extra attempts of a remote call to an idempotent action after a transport failure or a 503, within its deadline', 2, 0, 10),
   CALL_BREAKER_FAILURES: setting.int('consecutive failures that open the circuit to one owner URL (calls to it then fail fast until a half-open probe succeeds)', 3, 1),
+  GATEWAY_TIMEOUT_MS: setting.int('gateway role: longest wait for an owner to start answering a forwarded request (then 503)', 30_000, 1),
   CALL_BREAKER_HALF_OPEN_MS: setting.int('how long an open circuit waits before one probe call may try the owner again', 1_000, 10),
 } satisfies Spec
 

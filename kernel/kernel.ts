@@ -21,6 +21,7 @@ import { Outbox } from './events/outbox'
 import type { EventBus, EventEnvelope } from './events/port'
 import { redisStreamsBus } from './events/redis-streams'
 import { deadLetterRoutes } from './events/routes'
+import { Gateway } from './gateway'
 import { type App, createApp, type Readiness } from './http/app'
 import { serveApp } from './http/edge'
 import { Identity } from './http/identity'
@@ -67,6 +68,8 @@ export class Kernel {
     private readonly mqtt: MqttPort,
     private readonly registry: Registry,
     private readonly realtime: RealtimeServer,
+    private readonly tokens: ServiceTokens,
+    private readonly gateway: Gateway | undefined,
   ) {}
 
   /** This process in the registry: unique per start. */
@@ -99,7 +102,8 @@ export class Kernel {
     // 1. Configuration: the kernel's, then every selected plugin's, all problems at once.
     const config = loadKernelConfig(env)
     const log = createLogger(config.LOG_LEVEL)
-    const selected = select(await discover(config.PLUGINS_DIR), config.PLUGINS)
+    const discovered = await discover(config.PLUGINS_DIR)
+    const selected = select(discovered, config.PLUGINS)
     const pluginConfigs = readPluginSettings(selected, env)
 
     // 2. Ports, with the adapters the configuration picks.
@@ -146,13 +150,26 @@ export class Kernel {
     })
     const limiter = (name: string, perMinute: number): RateLimiter => cache.limiter(name, { points: perMinute, durationSeconds: 60 })
     const ipLimiter = limiter('ip', config.RATE_LIMIT_IP_PER_MIN)
-    const base = routerBase({
-      identity,
-      cache,
-      ipLimiter,
-      userLimiter: limiter('user', config.RATE_LIMIT_USER_PER_MIN),
-      idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
-    })
+    const userLimiter = limiter('user', config.RATE_LIMIT_USER_PER_MIN)
+    const base = routerBase({ identity, cache, ipLimiter, userLimiter, idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS })
+    // The gateway role: a part of the kernel (edge routes, no plugin), for /api/v1 of plugins hosted elsewhere.
+    const gateway = config.PLUGINS?.includes('gateway')
+      ? new Gateway({
+          registry,
+          identity,
+          tokens,
+          ipLimiter,
+          userLimiter,
+          hosted: selected.map((d) => d.plugin.name),
+          known: discovered.map((d) => d.plugin.name),
+          breakerFailures: config.CALL_BREAKER_FAILURES,
+          halfOpenMs: config.CALL_BREAKER_HALF_OPEN_MS,
+          timeoutMs: config.GATEWAY_TIMEOUT_MS,
+          bodyLimitBytes: config.BODY_LIMIT_BYTES,
+          metrics: metrics.forPlugin('gateway'),
+          log: log.child({ component: 'gateway' }),
+        })
+      : undefined
 
     // 3. The HTTP app; plugins add their routers during setup.
     const hosted: Hosted[] = []
@@ -213,7 +230,7 @@ export class Kernel {
     }
     for (const router of routers) app.use(router)
 
-    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry, realtime)
+    kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry, realtime, tokens, gateway)
     try {
       // 5. Listen at once, so probes see "starting"; /api answers 503 until ready.
       kernel.listen()
@@ -249,7 +266,7 @@ export class Kernel {
       kernel.started = true
       kernel.accepting = true
       await registry.setReady(true)
-      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind, bus: config.EVENT_BUS, advertised: kernel.advertisedUrl }, 'tessera ready')
+      log.info({ port: kernel.port, mqttPort: mqtt.port || undefined, plugins: kernel.plugins, gateway: gateway ? true : undefined, database: db.dialect, cache: config.REDIS_URL ? 'redis' : 'memory', realtime: realtime.adapterKind, bus: config.EVENT_BUS, advertised: kernel.advertisedUrl }, 'tessera ready')
       return kernel
     } catch (error) {
       await kernel.stop().catch(() => {})
@@ -265,6 +282,8 @@ export class Kernel {
       ipLimiter: this.ipLimiter,
       accepting: () => this.accepting,
       realtime: this.realtime.edge,
+      tokens: this.tokens,
+      gateway: this.gateway,
     })
   }
 
@@ -285,7 +304,8 @@ export class Kernel {
         plugins[h.plugin.name] = await h.plugin.health(h.ctx).catch((e) => ({ status: 'down' as const, detail: String(e?.message ?? e) }))
       }),
     ])
-    return { started: this.started, accepting: this.accepting, plugins }
+    if (this.gateway) plugins.gateway = { status: 'up' }
+    return { started: this.started, accepting: this.accepting, plugins, ...(this.gateway ? { owners: this.gateway.owned() } : {}) }
   }
 
   /**

@@ -9,7 +9,7 @@
  * and is probed again half-open. A request that surely never reached a handler (connection refused,
  * or the owner said NOT_READY / NOT_HOSTED) may go to another owner whatever the action.
  */
-import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, retry, type CircuitBreakerPolicy, type RetryPolicy } from 'cockatiel'
+import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from 'cockatiel'
 import type { Logger } from 'pino'
 import { actions } from '../../shared/contracts'
 import {
@@ -25,6 +25,7 @@ import {
 } from '../../shared/errors'
 import type { PluginMetrics } from '../http/metrics'
 import type { Registry } from '../registry'
+import { OwnerCircuits } from './owners'
 import type { CallMeta, CallTransport } from './port'
 import type { ServiceTokens } from './service-token'
 
@@ -33,7 +34,7 @@ export const CALLS_PATH = '/internal/v1/calls'
 export const TIMEOUT_HEADER = 'x-call-timeout-ms'
 
 /** The owner did not run the action (refused at the door): any call may try another owner. */
-class Undelivered extends Unavailable {}
+export class Undelivered extends Unavailable {}
 /** The request may have reached the owner: only idempotent calls may try again. */
 class Unreachable extends Unavailable {}
 
@@ -50,9 +51,8 @@ export interface HttpTransportOptions {
 }
 
 export class HttpTransport implements CallTransport {
-  private readonly breakers = new Map<string, CircuitBreakerPolicy>()
+  private readonly owners: OwnerCircuits
   private readonly retries = new Map<string, RetryPolicy>()
-  private turn = 0
   private readonly counted
 
   constructor(
@@ -65,6 +65,13 @@ export class HttpTransport implements CallTransport {
       retries: o.metrics.counter('remote_retries_total', 'Remote call attempts repeated, by action', ['action']),
       open: o.metrics.gauge('circuit_open', 'Whether the circuit to an owner URL is open (1) or not (0)', ['owner']),
     }
+    this.owners = new OwnerCircuits(registry, {
+      breakerFailures: o.breakerFailures,
+      halfOpenMs: o.halfOpenMs,
+      isFailure: (e) => e instanceof Unreachable || e instanceof Undelivered,
+      onCircuit: (owner, open) => this.counted?.open.set({ owner }, open ? 1 : 0),
+      log: o.log,
+    })
   }
 
   reaches(action: string) {
@@ -96,40 +103,8 @@ export class HttpTransport implements CallTransport {
   }
 
   /** Round-robin over the owners, skipping those whose circuit is open; none left is Unavailable at once. */
-  private async toAnOwner(action: string, input: unknown, meta: CallMeta) {
-    const plugin = pluginOf(action)
-    const owners = this.registry.owners(plugin)
-    if (!owners.length) throw new Unavailable(`no live process hosts ${plugin}`)
-    const first = this.turn++
-    for (let i = 0; i < owners.length; i++) {
-      const url = owners[(first + i) % owners.length]
-      try {
-        return await this.breakerFor(url).execute(() => this.send(url, action, input, meta))
-      } catch (error) {
-        if (!(error instanceof BrokenCircuitError)) throw error
-      }
-    }
-    throw new Unavailable(`every process hosting ${plugin} is failing; calls fail fast until one answers again`)
-  }
-
-  private breakerFor(url: string) {
-    let breaker = this.breakers.get(url)
-    if (!breaker) {
-      breaker = circuitBreaker(handleWhen((e) => e instanceof Unreachable || e instanceof Undelivered), {
-        halfOpenAfter: this.o.halfOpenMs,
-        breaker: new ConsecutiveBreaker(this.o.breakerFailures),
-      })
-      breaker.onBreak(() => {
-        this.counted?.open.set({ owner: url }, 1)
-        this.o.log?.warn({ owner: url }, 'circuit opened: calls to this owner fail fast')
-      })
-      breaker.onReset(() => {
-        this.counted?.open.set({ owner: url }, 0)
-        this.o.log?.info({ owner: url }, 'circuit closed: the owner answers again')
-      })
-      this.breakers.set(url, breaker)
-    }
-    return breaker
+  private toAnOwner(action: string, input: unknown, meta: CallMeta) {
+    return this.owners.run(pluginOf(action), (url) => this.send(url, action, input, meta))
   }
 
   private async send(url: string, action: string, input: unknown, meta: CallMeta): Promise<unknown> {

@@ -15,6 +15,8 @@ export interface Readiness {
   started: boolean
   accepting: boolean
   plugins: Record<string, { status: 'up' | 'down'; detail?: string }>
+  /** With the gateway role: how many ready owners each plugin of the deployment has now. */
+  owners?: Record<string, number>
 }
 
 export interface AppDeps {
@@ -117,7 +119,7 @@ export function createApp(deps: AppDeps) {
             const r = await deps.readiness()
             const ready = r.started && r.accepting && Object.values(r.plugins).every((p) => p.status === 'up')
             set.status = ready ? 200 : 503
-            return { status: ready ? 'ready' : 'not ready', plugins: r.plugins }
+            return { status: ready ? 'ready' : 'not ready', plugins: r.plugins, ...(r.owners ? { owners: r.owners } : {}) }
           },
           { detail: { summary: 'Every hosted plugin and its dependencies are ready' } },
         ),

@@ -14,6 +14,9 @@ import { BadRequest, PayloadTooLarge, Unavailable } from '../../shared/errors'
 import type { RateLimiter } from '../cache'
 import { callScope, validTraceparent } from '../calls/context'
 import type { KernelConfig } from '../config'
+import type { ServiceTokens } from '../calls/service-token'
+import { ADMITTED_HEADER, type Gateway } from '../gateway'
+import type { OpenApiDocument } from '../gateway/openapi'
 import type { RealtimeEdge } from '../realtime'
 import { corsPolicy } from './cors'
 import { toEnvelope } from './errors'
@@ -29,6 +32,10 @@ export interface EdgeDeps {
   accepting: () => boolean
   /** The Socket.IO engine, served on its own path. */
   realtime?: RealtimeEdge
+  /** Verifies the gateway's `x-tessera-admitted` mark on requests it forwarded. */
+  tokens?: ServiceTokens
+  /** The gateway role: /api/v1 of plugins hosted elsewhere, and the merged /swagger/json. */
+  gateway?: Gateway
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
@@ -56,12 +63,27 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
     const length = Number(request.headers.get('content-length') ?? 0)
     if (length > config.BODY_LIMIT_BYTES) throw new PayloadTooLarge(config.BODY_LIMIT_BYTES)
+    if (state.admitted) return
     if (!guarded || !request.headers.has('authorization')) await ipLimiter.consume(state.ip)
   }
 
+  /**
+   * A request the gateway forwarded carries its service token: the public limits were applied there,
+   * and the client is the address the gateway appended last to X-Forwarded-For.
+   */
+  const admittedByGateway = async (request: Request) => {
+    const mark = deps.tokens && request.headers.get(ADMITTED_HEADER)
+    if (!mark) return false
+    return deps.tokens!.verify(`Bearer ${mark}`).then(
+      () => true,
+      () => false,
+    )
+  }
+
   /** The client address: from X-Forwarded-For behind a trusted proxy, else the socket's peer. */
-  const clientIp = (request: Request, server: Server<unknown>) => {
-    const forwarded = config.TRUST_PROXY ? request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() : undefined
+  const clientIp = (request: Request, server: Server<unknown>, admitted = false) => {
+    const chain = config.TRUST_PROXY || admitted ? request.headers.get('x-forwarded-for')?.split(',') : undefined
+    const forwarded = (admitted ? chain?.at(-1) : chain?.[0])?.trim()
     return forwarded || server.requestIP(request)?.address || 'unknown'
   }
 
@@ -80,7 +102,10 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     }
   }
 
-  const handler = (template: string, guarded: boolean) => async (request: Request, server: Server<unknown>) => {
+  const viaApp = (request: Request) => app.fetch(request)
+
+  /** `serve` answers once the edge's checks passed: the app, or for the gateway's routes the gateway. */
+  const handler = (template: string, guarded: boolean, serve: (request: Request, state: RequestState) => Response | Promise<Response> = viaApp) => async (request: Request, server: Server<unknown>) => {
     const incoming = request.headers.get('x-request-id')
     const id = incoming !== null && REQUEST_ID.test(incoming) ? incoming : Bun.randomUUIDv7()
     let ip: string | undefined
@@ -88,7 +113,7 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
       id,
       start: performance.now(),
       get ip() {
-        return (ip ??= clientIp(request, server))
+        return (ip ??= clientIp(request, server, state.admitted))
       },
     }
     requestState.set(request, state)
@@ -99,8 +124,9 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     // A caller's W3C trace context carries on into the calls this request makes (and the log line).
     const traceparent = validTraceparent(request.headers.get('traceparent'))
     let response = await respond(request, corsHeaders, () => id, async () => {
+      if (api && request.headers.has(ADMITTED_HEADER)) state.admitted = await admittedByGateway(request)
       if (api) await admit(request, state, guarded)
-      return traceparent ? callScope.run({ traceparent }, () => app.fetch(request)) : app.fetch(request)
+      return traceparent ? callScope.run({ traceparent }, () => serve(request, state)) : serve(request, state)
     })
 
     try {
@@ -159,6 +185,17 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     ;((routes[route.path] ??= {}) as Record<string, ReturnType<typeof handler>>)[route.method] = handler(route.path, guarded)
   }
   if (deps.realtime) routes[deps.realtime.path] = realtimeHandler(deps.realtime)
+  if (deps.gateway) {
+    const gateway = deps.gateway
+    // Below every exact and parameterised route of the plugins hosted here, which Bun matches first.
+    // Treated as guarded: the gateway counts a request with a token against its user, not the IP.
+    routes['/api/v1/*'] = handler('/api/v1/*', true, (request, state) => {
+      const plugin = gateway.remotePlugin(new URL(request.url).pathname)
+      return plugin ? gateway.forward(request, plugin, state) : app.fetch(request)
+    })
+    const localDocument = async () => (await (await app.handle(new Request('http://local/swagger/json'))).json()) as OpenApiDocument
+    routes['/swagger/json'] = { GET: handler('/swagger/json', false, async () => Response.json(await gateway.openapi(localDocument))) }
+  }
 
   return Bun.serve({
     port: config.PORT,

@@ -6,6 +6,8 @@ export interface RequestState {
   start: number
   /** The client's address; looked up on first use (it costs a system call). */
   readonly ip: string
+  /** Forwarded by this deployment's gateway, which applied the public rate limits already. */
+  admitted?: boolean
   /** The caller of a guarded route, once the guard has accepted its token. */
   principal?: Principal
   /** Set by the idempotency hooks while a keyed request is being answered. */

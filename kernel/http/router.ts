@@ -48,12 +48,13 @@ export function routerBase(deps: RouterDeps) {
         const state = requestState.get(request)
         const principal = await identity.authenticate(request.headers.get('authorization')).catch(async (error) => {
           // A refused token is counted against the caller's IP, which the edge left to the guard.
-          if (request.headers.has('authorization')) await ipLimiter.consume(state.ip)
+          if (request.headers.has('authorization') && !state.admitted) await ipLimiter.consume(state.ip)
           throw error
         })
         if (roles !== true && !roles.some((r) => principal.roles.includes(r)))
           throw new Forbidden(`this needs one of the roles: ${roles.join(', ')}`)
-        await userLimiter.consume(principal.id)
+        // The gateway counted a forwarded request against its user already.
+        if (!state.admitted) await userLimiter.consume(principal.id)
         state.principal = principal
       },
       resolve({ request }): { principal: Principal } {
