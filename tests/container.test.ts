@@ -2,9 +2,12 @@
  * Packaging checks that need no Docker daemon and no cluster:
  *  - the Dockerfile is parsed by dockerfile-ast and linted by dockerfile-utils;
  *  - its HEALTHCHECK command is really run (with this Bun) against a local server;
- *  - every YAML under deploy/ parses, Kubernetes objects are checked against the
- *    Kubernetes OpenAPI schemas (kubernetes-models), and the Deployments carry the
- *    probes, security context, resources and grace period the platform relies on.
+ *  - every YAML under deploy/ parses; every object the kustomization in deploy/k8s applies is
+ *    checked against the Kubernetes API schemas (kubernetes-models, the model of its
+ *    apiVersion/kind), and the split topology's properties are asserted: one workload per
+ *    component with probes, resources, ADVERTISE_URL from the pod IP, a Service, an HPA; the
+ *    Ingress routes; every variable set is a real setting and each pod's configuration loads;
+ *    secrets come from the Secret only.
  */
 import { test, expect, describe } from 'bun:test'
 import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs'
@@ -12,9 +15,13 @@ import { join, relative, resolve } from 'node:path'
 import { DockerfileParser, type Instruction } from 'dockerfile-ast'
 import { validate as lintDockerfile } from 'dockerfile-utils'
 import { parseAllDocuments } from 'yaml'
-import { Deployment } from 'kubernetes-models/apps/v1'
+import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1'
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2'
+import { Ingress } from 'kubernetes-models/networking.k8s.io/v1'
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1'
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1'
+import { kernelSettings, loadKernelConfig, readSettings, type Spec } from '../kernel/config'
+import { discover } from '../kernel/discovery'
 
 const root = resolve(import.meta.dir, '..')
 const read = (p: string) => readFileSync(join(root, p), 'utf8')
@@ -183,34 +190,60 @@ function parseYaml(text: string, where: string): any[] {
 }
 
 const deployDir = join(root, 'deploy')
+const k8sDir = join(deployDir, 'k8s')
 const yamlFiles = filesUnder(deployDir).filter((p) => /\.ya?ml$/.test(p))
 const parsed = new Map(yamlFiles.map((p) => [relative(root, p), parseYaml(readFileSync(p, 'utf8'), relative(root, p))]))
 
-const template = read('deploy/k8s/plugin.yaml.tmpl')
-const render = (plugin: string) => parseYaml(template.replaceAll('__PLUGIN__', plugin), `plugin.yaml.tmpl(${plugin})`)
-
-/** Every Kubernetes object under deploy/k8s, plus the template rendered for a sample plugin. */
-const k8sObjects: { file: string; obj: any }[] = [
-  ...[...parsed]
-    .filter(([file]) => file.startsWith('deploy/k8s/'))
-    .flatMap(([file, docs]) => docs.map((obj) => ({ file, obj }))),
-  ...render('example').map((obj) => ({ file: 'deploy/k8s/plugin.yaml.tmpl', obj })),
-].filter(({ obj }) => obj.kind !== 'Kustomization')
+/** What `kubectl apply -k deploy/k8s` applies: every document of every file the kustomization lists. */
+const [kustomization] = parsed.get('deploy/k8s/kustomization.yaml')!
+const applied: { file: string; obj: any }[] = (kustomization.resources as string[]).flatMap((file) =>
+  parseYaml(readFileSync(join(k8sDir, file), 'utf8'), file).map((obj) => ({ file, obj })),
+)
+const [secretExample] = parsed.get('deploy/k8s/secret.example.yaml')!
 
 const models: Record<string, new (data: any) => { validate(): void }> = {
   'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
   'v1/Secret': Secret,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/Ingress': Ingress,
 }
 
-const deployments = k8sObjects.filter(({ obj }) => obj.kind === 'Deployment')
+const ofKind = (kind: string) => applied.filter((o) => o.obj.kind === kind).map((o) => o.obj)
+const workloads = applied.filter((o) => o.obj.kind === 'Deployment' || o.obj.kind === 'StatefulSet').map((o) => o.obj)
+const component = (obj: any): string => obj.metadata.labels['app.kubernetes.io/component']
+const workload = (name: string) => workloads.find((w) => component(w) === name)
+const containerOf = (w: any) => w.spec.template.spec.containers[0]
+const envOf = (w: any): any[] => containerOf(w).env ?? []
+const envValue = (w: any, name: string) => envOf(w).find((e) => e.name === name)
+const selects = (selector: Record<string, string>, w: any) =>
+  Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v)
+
+const [config] = ofKind('ConfigMap')
+const discovered = await discover([join(root, 'plugins')])
+const pluginSettings = Object.fromEntries(discovered.map(({ plugin }) => [plugin.name, (plugin.settings ?? {}) as Spec]))
+const knownSettings = new Set([...Object.keys(kernelSettings), ...Object.values(pluginSettings).flatMap((s) => Object.keys(s))])
+/** Names that must only ever come from the Secret. */
+const SECRET_NAMES = ['JWT_SECRET', 'INTERNAL_SECRET', 'DATABASE_URL', 'REDIS_URL', 'MQTT_URL', 'ADMIN_PASSWORD']
+
+/** The environment one pod of a workload starts with (the Secret as the example shapes it). */
+function podEnv(w: any, podIP = '10.1.2.3', podName = `${w.metadata.name}-0`): Record<string, string> {
+  const env: Record<string, string> = { ...config.data, ...secretExample.stringData }
+  for (const e of envOf(w)) {
+    if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = podIP
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[e.name] = podName
+    else env[e.name] = String(e.value).replace(/\$\((\w+)\)/g, (_, n) => env[n] ?? `$(${n})`)
+  }
+  return env
+}
 
 describe('deploy/', () => {
   test('there are YAML files and every one parses', () => {
     expect(yamlFiles.map((p) => relative(root, p))).toEqual(
-      expect.arrayContaining(['deploy/docker-compose.yml', 'deploy/k8s/kustomization.yaml', 'deploy/k8s/plugin-auth.yaml']),
+      expect.arrayContaining(['deploy/docker-compose.yml', 'deploy/k8s/kustomization.yaml', 'deploy/k8s/secret.example.yaml']),
     )
     for (const [file, docs] of parsed) expect({ file, docs: docs.length > 0 }).toEqual({ file, docs: true })
   })
@@ -237,88 +270,194 @@ describe('deploy/', () => {
     }
   })
 
-  test('Kubernetes objects are valid against the Kubernetes API schemas', () => {
-    expect(k8sObjects.length).toBeGreaterThan(0)
-    for (const { file, obj } of k8sObjects) {
-      const Model = models[`${obj.apiVersion}/${obj.kind}`]
-      expect({ file, kind: `${obj.apiVersion}/${obj.kind}`, known: !!Model }).toEqual({
-        file,
-        kind: `${obj.apiVersion}/${obj.kind}`,
-        known: true,
-      })
-      expect(() => new Model(obj).validate()).not.toThrow()
+  test('the kustomization lists every manifest under deploy/k8s except the Secret example, and no Secret', () => {
+    expect(kustomization.kind).toBe('Kustomization')
+    expect(kustomization.namespace).toBe('tessera')
+    const files = readdirSync(k8sDir).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
+    expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== 'secret.example.yaml').sort())
+    expect(ofKind('Secret')).toEqual([]) // no placeholder secret is ever applied
+    expect(kustomization.images.map((i: any) => i.name)).toContain('tessera')
+    for (const w of workloads) expect(containerOf(w).image).toBe('tessera') // so the images entry rewrites it
+  })
+
+  test('every object (and the Secret example) is valid against the Kubernetes API schemas', () => {
+    expect(applied.length).toBeGreaterThan(10)
+    for (const { file, obj } of [...applied, { file: 'secret.example.yaml', obj: secretExample }]) {
+      const kind = `${obj.apiVersion}/${obj.kind}`
+      const Model = models[kind]
+      expect({ file, kind, known: !!Model }).toEqual({ file, kind, known: true })
+      let problem = ''
+      try {
+        new Model(obj).validate()
+      } catch (e) {
+        problem = (e as Error).message
+      }
+      expect({ file, name: obj.metadata?.name, problem }).toEqual({ file, name: obj.metadata?.name, problem: '' })
     }
   })
 
-  test('every Deployment has the three health probes on the right paths', () => {
-    expect(deployments.length).toBeGreaterThanOrEqual(2) // auth + the rendered template
-    for (const { obj } of deployments) {
-      const [c] = obj.spec.template.spec.containers
-      const port = c.ports.find((p: any) => p.containerPort === 3000)
-      expect(port).toBeDefined()
-      const targets = (probe: any) => probe?.httpGet && [probe.httpGet.path, probe.httpGet.port]
-      expect(targets(c.livenessProbe)).toEqual(['/health/live', port.name ?? 3000])
-      expect(targets(c.readinessProbe)).toEqual(['/health/ready', port.name ?? 3000])
-      expect(targets(c.startupProbe)).toEqual(['/health/startup', port.name ?? 3000])
+  test('the schema validation is live: it refuses a broken object', () => {
+    const gateway = structuredClone(workload('gateway'))
+    gateway.spec.template.spec.containers[0].readinessProbe.httpGet.port = { name: 'http' }
+    expect(() => new Deployment(gateway).validate()).toThrow()
+    expect(() => new HorizontalPodAutoscaler({ metadata: { name: 'x' }, spec: { maxReplicas: 'ten' } } as any).validate()).toThrow()
+  })
+
+  test('one workload per component: the gateway, auth, inventory, and chat + live together as realtime', () => {
+    const plugins = Object.fromEntries(workloads.map((w) => [component(w), envValue(w, 'PLUGINS')?.value]))
+    expect(plugins).toEqual({ gateway: 'gateway', auth: 'auth', inventory: 'inventory', realtime: 'chat,live' })
+    // Every plugin of the image is hosted somewhere, and nothing else is named.
+    const hosted = Object.values(plugins).flatMap((p) => p.split(',')).filter((p) => p !== 'gateway')
+    expect(hosted.sort()).toEqual(discovered.map((d) => d.plugin.name).sort())
+    for (const w of workloads) expect(w.metadata.name).toBe(`tessera-${component(w)}`)
+  })
+
+  test('every workload has the three health probes on the right paths and port', () => {
+    for (const w of workloads) {
+      const c = containerOf(w)
+      const port = c.ports.find((p: any) => p.name === 'http')
+      expect({ w: w.metadata.name, port: port?.containerPort }).toEqual({ w: w.metadata.name, port: Number(config.data.PORT) })
+      const target = (probe: any) => probe?.httpGet && [probe.httpGet.path, probe.httpGet.port]
+      expect(target(c.livenessProbe)).toEqual(['/health/live', 'http'])
+      expect(target(c.readinessProbe)).toEqual(['/health/ready', 'http'])
+      expect(target(c.startupProbe)).toEqual(['/health/startup', 'http'])
+      // The start-up probe gives start-up (migrations, connections) its own, longer budget.
+      expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(30)
     }
   })
 
-  test('every Deployment runs non-root, unprivileged, with resources and a long enough grace period', () => {
-    for (const { obj } of deployments) {
-      const pod = obj.spec.template.spec
-      const [c] = pod.containers
-      const sc = { ...pod.securityContext, ...c.securityContext }
-      expect(sc.runAsNonRoot).toBe(true)
-      expect(sc.runAsUser).toBeGreaterThan(0)
-      expect(c.securityContext.allowPrivilegeEscalation).toBe(false)
+  test('every workload runs as the Dockerfile user, unprivileged, with resources and a grace period above the drain', () => {
+    const user = inFinal('USER').at(-1)!.getArgumentsContent()
+    expect(user).toBe('bun:bun') // uid/gid 1000 in the oven/bun image
+    for (const w of workloads) {
+      const pod = w.spec.template.spec
+      const c = containerOf(w)
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000 })
+      expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true })
       expect(c.securityContext.capabilities.drop).toContain('ALL')
-      if (c.securityContext.readOnlyRootFilesystem)
-        expect(c.volumeMounts.map((m: any) => m.mountPath)).toEqual(expect.arrayContaining(['/app/data', '/tmp']))
+      // The read-only root needs the only places the app writes.
+      expect(c.volumeMounts.map((m: any) => m.mountPath)).toEqual(expect.arrayContaining(['/app/data', '/tmp']))
       for (const kind of ['requests', 'limits']) {
         expect(c.resources[kind].cpu).toBeDefined()
         expect(c.resources[kind].memory).toBeDefined()
       }
-      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(10)
+      // preStop sleep, then the kernel drains for SHUTDOWN_TIMEOUT_MS (and exits within 10 s whatever).
+      const [cmd, seconds] = c.lifecycle.preStop.exec.command
+      expect(cmd).toBe('sleep')
+      const drainSeconds = Math.max(Number(config.data.SHUTDOWN_TIMEOUT_MS) / 1000, 10)
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(Number(seconds) + drainSeconds)
+      expect(w.spec.replicas).toBeUndefined() // the HPA owns the replica count
     }
   })
 
-  test('each plugin Deployment hosts only its plugin and has a Service and an HPA', () => {
-    for (const { file, obj } of deployments) {
-      const plugin = obj.metadata.labels['app.kubernetes.io/component']
-      const [c] = obj.spec.template.spec.containers
-      expect(c.env.find((e: any) => e.name === 'PLUGINS')?.value).toBe(plugin)
-      const siblings = k8sObjects.filter((o) => o.file === file).map((o) => o.obj)
-      const service = siblings.find((o) => o.kind === 'Service' && o.metadata.name === obj.metadata.name)
+  test('ADVERTISE_URL is the pod IP (downward API) on the HTTP port', () => {
+    for (const w of workloads) {
+      const env = envOf(w)
+      const ip = env.findIndex((e) => e.valueFrom?.fieldRef?.fieldPath === 'status.podIP')
+      const advertise = env.findIndex((e) => e.name === 'ADVERTISE_URL')
+      expect({ w: w.metadata.name, ip: ip >= 0, advertise: advertise > ip }).toEqual({ w: w.metadata.name, ip: true, advertise: true })
+      // $(NAME) only expands a variable defined earlier in the list.
+      expect(env[advertise].value).toBe(`http://$(${env[ip].name}):${config.data.PORT}`)
+      expect(podEnv(w, '10.9.8.7').ADVERTISE_URL).toBe('http://10.9.8.7:3000')
+    }
+  })
+
+  test('each workload has a Service selecting its pods and an autoscaling/v2 CPU HPA targeting it', () => {
+    for (const w of workloads) {
+      const service = ofKind('Service').find((s) => s.metadata.name === w.metadata.name)
       expect(service).toBeDefined()
-      for (const [k, v] of Object.entries(service.spec.selector)) expect(obj.spec.template.metadata.labels[k]).toBe(v)
-      const hpa = siblings.find((o) => o.kind === 'HorizontalPodAutoscaler')
-      expect(hpa?.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: obj.metadata.name })
+      expect(selects(service.spec.selector, w)).toBe(true)
+      expect(service.spec.ports.map((p: any) => p.targetPort)).toContain('http')
+      // No other workload's pods behind it.
+      for (const other of workloads.filter((o) => o !== w)) expect(selects(service.spec.selector, other)).toBe(false)
+      const hpas = ofKind('HorizontalPodAutoscaler').filter((h) => h.spec.scaleTargetRef.name === w.metadata.name)
+      expect(hpas.length).toBe(1)
+      const [hpa] = hpas
+      expect(hpa.apiVersion).toBe('autoscaling/v2')
+      expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: w.kind, name: w.metadata.name })
       expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2)
-      expect(obj.spec.replicas).toBeUndefined() // the HPA owns the replica count
+      expect(hpa.spec.maxReplicas).toBeGreaterThan(hpa.spec.minReplicas)
+      expect(hpa.spec.metrics).toContainEqual({ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: expect.any(Number) } } })
+      // Utilization is relative to the CPU request, which therefore must exist (checked above).
     }
   })
 
-  test('env comes from a ConfigMap and a Secret; JWT_SECRET only in the Secret', () => {
-    const configMaps = k8sObjects.filter((o) => o.obj.kind === 'ConfigMap').map((o) => o.obj)
-    const secrets = k8sObjects.filter((o) => o.obj.kind === 'Secret').map((o) => o.obj)
-    for (const cm of configMaps) expect(Object.keys(cm.data)).not.toContain('JWT_SECRET')
-    for (const { obj } of deployments) {
-      const [c] = obj.spec.template.spec.containers
-      expect(c.env.map((e: any) => e.name)).not.toContain('JWT_SECRET')
-      const cmName = c.envFrom.find((e: any) => e.configMapRef)?.configMapRef.name
-      const secretName = c.envFrom.find((e: any) => e.secretRef)?.secretRef.name
-      expect(configMaps.find((cm) => cm.metadata.name === cmName)?.data.NODE_ENV).toBe('production')
-      const secret = secrets.find((s) => s.metadata.name === secretName)
-      expect(Object.keys(secret?.stringData ?? secret?.data ?? {})).toContain('JWT_SECRET')
+  test('the gateway and inventory have a PodDisruptionBudget', () => {
+    for (const name of ['gateway', 'inventory']) {
+      const w = workload(name)
+      const pdbs = ofKind('PodDisruptionBudget').filter((p) => selects(p.spec.selector.matchLabels, w))
+      expect({ name, pdbs: pdbs.length }).toEqual({ name, pdbs: 1 })
     }
   })
 
-  test('plugin-auth.yaml is the template rendered for auth, and the kustomization lists it', () => {
-    expect(parsed.get('deploy/k8s/plugin-auth.yaml')).toEqual(render('auth'))
-    const [kustomization] = parsed.get('deploy/k8s/kustomization.yaml')!
-    const pluginFiles = readdirSync(join(deployDir, 'k8s')).filter((f) => /^plugin-.+\.ya?ml$/.test(f))
-    expect(kustomization.resources).toEqual(expect.arrayContaining(['config.yaml', ...pluginFiles]))
-    expect(kustomization.resources).not.toContain('secret.example.yaml') // no placeholder secret is applied
-    for (const r of kustomization.resources) expect(existsSync(join(deployDir, 'k8s', r))).toBe(true)
+  test('the Ingress sends / to the gateway and /socket.io/ to realtime with cookie affinity (ingress-nginx)', () => {
+    const ingresses = ofKind('Ingress')
+    const routes = ingresses.flatMap((ing) =>
+      ing.spec.rules.flatMap((r: any) => r.http.paths.map((p: any) => ({ ing, path: p.path, pathType: p.pathType, backend: p.backend.service }))),
+    )
+    const to = (path: string) => routes.find((r) => r.path === path)
+    expect(to('/')?.backend.name).toBe('tessera-gateway')
+    expect(to('/socket.io/')?.backend.name).toBe('tessera-realtime')
+    for (const r of routes) {
+      expect(r.pathType).toBe('Prefix')
+      const service = ofKind('Service').find((s) => s.metadata.name === r.backend.name)
+      expect(service?.spec.ports.map((p: any) => p.name)).toContain(r.backend.port.name)
+    }
+    const socketAnnotations = to('/socket.io/')!.ing.metadata.annotations
+    expect(socketAnnotations['nginx.ingress.kubernetes.io/affinity']).toBe('cookie')
+    expect(socketAnnotations['nginx.ingress.kubernetes.io/session-cookie-name']).toBeDefined()
+    // Annotations are per Ingress object in ingress-nginx: the gateway's routes get no affinity.
+    expect(to('/')!.ing.metadata.annotations?.['nginx.ingress.kubernetes.io/affinity']).toBeUndefined()
+  })
+
+  test('inventory: stable MQTT sessions per replica (StatefulSet, MQTT_INSTANCE = pod name), never scaled down by the HPA', () => {
+    const w = workload('inventory')
+    expect(w.kind).toBe('StatefulSet')
+    expect(ofKind('Service').map((s) => s.metadata.name)).toContain(w.spec.serviceName)
+    expect(envValue(w, 'MQTT_INSTANCE')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name')
+    const hpa = ofKind('HorizontalPodAutoscaler').find((h) => h.spec.scaleTargetRef.name === w.metadata.name)
+    expect(hpa.spec.behavior.scaleDown.selectPolicy).toBe('Disabled')
+    // The kernel makes the client ids from it: the same pod name gives the same sessions.
+    expect(readSettings(kernelSettings, podEnv(w, '10.0.0.1', 'tessera-inventory-1')).MQTT_INSTANCE).toBe('tessera-inventory-1')
+  })
+
+  test('every variable the manifests set is a kernel or plugin setting, and each pod\'s configuration loads', () => {
+    const helpers = new Set<string>() // downward-API values used only inside other values, like POD_IP
+    const names: { where: string; name: string }[] = [
+      ...Object.keys(config.data).map((name) => ({ where: 'config.yaml', name })),
+      ...Object.keys(secretExample.stringData).map((name) => ({ where: 'secret.example.yaml', name })),
+    ]
+    for (const w of workloads)
+      for (const e of envOf(w)) {
+        const usedInside = envOf(w).some((o) => typeof o.value === 'string' && o.value.includes(`$(${e.name})`))
+        if (e.valueFrom?.fieldRef && usedInside && !knownSettings.has(e.name)) helpers.add(e.name)
+        else names.push({ where: w.metadata.name, name: e.name })
+      }
+    expect(names.filter((n) => !knownSettings.has(n.name))).toEqual([])
+    expect([...helpers]).toEqual(['POD_IP'])
+    for (const w of workloads) {
+      const env = podEnv(w)
+      const kernel = loadKernelConfig(env) // throws on any bad value or unsafe production setting
+      expect(kernel).toMatchObject({ NODE_ENV: 'production', EVENT_BUS: 'redis-streams', REGISTRY: 'redis', PLUGIN_ROUTES: undefined })
+      expect(kernel.REDIS_URL).toBeDefined()
+      expect(kernel.MQTT_URL).toMatch(/^mqtts?:\/\/[^:@]+:[^@]+@/) // an external broker, with its account
+      for (const plugin of kernel.PLUGINS.filter((p) => p !== 'gateway')) readSettings(pluginSettings[plugin], env)
+    }
+  })
+
+  test('secrets are referenced from the Secret, never inlined', () => {
+    for (const name of SECRET_NAMES) {
+      expect(Object.keys(config.data)).not.toContain(name)
+      expect(Object.keys(secretExample.stringData)).toContain(name)
+    }
+    for (const w of workloads) {
+      const c = containerOf(w)
+      for (const e of envOf(w)) expect({ w: w.metadata.name, name: e.name, inline: SECRET_NAMES.includes(e.name) }).toMatchObject({ inline: false })
+      expect(c.envFrom).toContainEqual({ secretRef: { name: secretExample.metadata.name } })
+      expect(c.envFrom).toContainEqual({ configMapRef: { name: config.metadata.name } })
+    }
+    // No credential-looking URL anywhere in what is applied.
+    const text = (kustomization.resources as string[]).map((f) => readFileSync(join(k8sDir, f), 'utf8')).join('\n')
+    expect(text).not.toMatch(/(postgres|redis|mqtts?):\/\/[^\s/]*@/)
   })
 })
