@@ -1,5 +1,6 @@
 /**
- * HTTP benchmark: Tessera's all-in-one server against a bare Elysia hello-world, in one run.
+ * HTTP benchmark: Tessera's all-in-one server against a bare Elysia hello-world, and the split
+ * topology (a gateway process in front of a process hosting auth), in one run.
  *
  *   bun scripts/bench/http.ts [--duration 10] [--warmup 2] [--rounds 2] [--concurrency 64]
  *                             [--min-ratio 0.40] [--client socket|fetch] [--tessera-cmd "bun kernel/main.ts"]
@@ -61,6 +62,8 @@ interface ServerSpec {
   readyPath: string
   /** Brings a ready server to the state the benchmark needs and returns what to load. */
   prepare(baseUrl: string): Promise<LoadTarget>
+  /** Another process this one needs (the split topology's plugin owner): started first, its env merged in. */
+  companion?: () => Promise<{ env: Record<string, string>; proc: Subprocess }>
 }
 
 interface RunningServer {
@@ -130,19 +133,34 @@ function bareElysia(): ServerSpec {
   }
 }
 
+const TESSERA_ENV = {
+  DATABASE_URL: 'sqlite::memory:',
+  LOG_LEVEL: 'warn',
+  MQTT_PORT: '0',
+  RATE_LIMIT_IP_PER_MIN: UNLIMITED,
+  RATE_LIMIT_USER_PER_MIN: UNLIMITED,
+}
+
 function tessera(command: string): ServerSpec {
+  return { name: 'tessera', cmd: commandLine(command), env: TESSERA_ENV, readyPath: '/health/ready', prepare: prepareTessera }
+}
+
+/**
+ * The split topology: a gateway process (`PLUGINS=gateway`) in front of a process hosting auth
+ * (static route), so /auth/me crosses the gateway hop: token checked at the gateway, proxied over a
+ * keep-alive connection, checked again by the owner. CPU is the gateway's.
+ */
+function split(command: string): ServerSpec {
   return {
-    name: 'tessera',
+    name: 'split (gateway → auth)',
     cmd: commandLine(command),
-    env: {
-      DATABASE_URL: 'sqlite::memory:',
-      LOG_LEVEL: 'warn',
-      MQTT_PORT: '0',
-      RATE_LIMIT_IP_PER_MIN: UNLIMITED,
-      RATE_LIMIT_USER_PER_MIN: UNLIMITED,
-    },
+    env: { ...TESSERA_ENV, PLUGINS: 'gateway' },
     readyPath: '/health/ready',
     prepare: prepareTessera,
+    companion: async () => {
+      const owner = await startServer({ ...tessera(command), name: 'auth owner', env: { ...TESSERA_ENV, PLUGINS: 'auth' } })
+      return { env: { PLUGIN_ROUTES: `auth=${owner.baseUrl}` }, proc: owner.proc }
+    },
   }
 }
 
@@ -262,7 +280,11 @@ async function runLoadProcess(target: LoadTarget, serverPid: number, options: Op
 }
 
 async function benchmarkRound(spec: ServerSpec, options: Options): Promise<RoundResult> {
-  const server = await startServer(spec)
+  const companion = await spec.companion?.()
+  const server = await startServer(companion ? { ...spec, env: { ...spec.env, ...companion.env } } : spec).catch(async (error) => {
+    if (companion) await stopChild(companion.proc, STOP_GRACE_MS)
+    throw error
+  })
   try {
     await Bun.sleep(IDLE_SETTLE_MS)
     // Read before prepare(): registering hashes a password, which would inflate the idle figure.
@@ -274,6 +296,7 @@ async function benchmarkRound(spec: ServerSpec, options: Options): Promise<Round
     return { load, idleRssMb, loadedRssMb }
   } finally {
     await stopChild(server.proc, STOP_GRACE_MS)
+    if (companion) await stopChild(companion.proc, STOP_GRACE_MS)
   }
 }
 
@@ -283,7 +306,7 @@ async function benchmarkAlternately(specs: ServerSpec[], options: Options): Prom
     for (const spec of specs) {
       const result = await benchmarkRound(spec, options)
       results.get(spec)!.push(result)
-      console.error(`round ${round}/${options.rounds} ${spec.name.padEnd(11)} ${describeRound(result)}`)
+      console.error(`round ${round}/${options.rounds} ${spec.name.padEnd(22)} ${describeRound(result)}`)
     }
   }
   return results
@@ -324,14 +347,29 @@ function maxOrNull(values: (number | null)[]): number | null {
 }
 
 /** Prints the report and returns whether every target passed. */
-function printReport(bare: Summary, tessera: Summary, options: Options): boolean {
-  const throughput = throughputReport(bare, tessera, options)
+function printReport(bare: Summary, tessera: Summary, split: Summary, options: Options): boolean {
+  const throughput = throughputReport(bare, tessera, split, options)
+  const hop = splitReport(tessera, split)
   const memory = memoryReport(bare, tessera)
-  console.log(['', ...throughput.lines, '', ...memory.lines, '', ...cpuReport(bare, tessera)].join('\n'))
-  return throughput.passed && memory.passed
+  console.log(['', ...throughput.lines, '', ...hop.lines, '', ...memory.lines, '', ...cpuReport(bare, tessera, split)].join('\n'))
+  return throughput.passed && hop.passed && memory.passed
 }
 
-function throughputReport(bare: Summary, tessera: Summary, options: Options): { lines: string[]; passed: boolean } {
+/** Split topology targets: the gateway hop adds under 1 ms at p50 and keeps >= 40 % of all-in-one req/s. */
+function splitReport(tessera: Summary, split: Summary): { lines: string[]; passed: boolean } {
+  const added = split.best.p50Ms - tessera.best.p50Ms
+  const ratio = split.best.rps / tessera.best.rps
+  const passed = added < 1 && ratio >= 0.4
+  return {
+    lines: [
+      `gateway hop: p50 +${added.toFixed(2)} ms (target < 1 ms) ${added < 1 ? 'PASS' : 'FAIL'}; ` +
+        `req/s ${ratio.toFixed(2)} of all-in-one (target >= 0.40) ${ratio >= 0.4 ? 'PASS' : 'FAIL'}`,
+    ],
+    passed,
+  }
+}
+
+function throughputReport(bare: Summary, tessera: Summary, split: Summary, options: Options): { lines: string[]; passed: boolean } {
   const row = ({ name, best }: Summary) =>
     `| ${name} | ${formatInt(best.rps)} | ${best.p50Ms.toFixed(2)} | ${best.p99Ms.toFixed(2)} | ${best.errors} |`
   const ratio = tessera.best.rps / bare.best.rps
@@ -344,6 +382,7 @@ function throughputReport(bare: Summary, tessera: Summary, options: Options): { 
     '|---|---:|---:|---:|---:|',
     row(bare),
     row(tessera),
+    row(split),
     '',
     `ratio (tessera / bare) req/s: ${ratio.toFixed(2)}`,
     `ratio (tessera / bare) p99: ${(tessera.best.p99Ms / bare.best.p99Ms).toFixed(2)}`,
@@ -364,10 +403,10 @@ function memoryReport(bare: Summary, tessera: Summary): { lines: string[]; passe
 }
 
 /** Shows whether the servers or the load generator were the bottleneck. */
-function cpuReport(bare: Summary, tessera: Summary): string[] {
+function cpuReport(bare: Summary, tessera: Summary, split: Summary): string[] {
   const lines = [
     `CPU during load (% of one core): bare elysia ${formatPercent(bare.best.serverCpuPercent)}, ` +
-      `tessera ${formatPercent(tessera.best.serverCpuPercent)}; ` +
+      `tessera ${formatPercent(tessera.best.serverCpuPercent)}, split gateway ${formatPercent(split.best.serverCpuPercent)}; ` +
       `load generator ${formatPercent(bare.best.cpuPercent)} / ${formatPercent(tessera.best.cpuPercent)}`,
   ]
   if (bare.best.serverCpuPercent !== null && bare.best.serverCpuPercent < SATURATED_CPU_PERCENT) {
@@ -394,8 +433,14 @@ async function main(): Promise<number> {
   const options = readOptions()
   const bareSpec = bareElysia()
   const tesseraSpec = tessera(options.tesseraCmd)
-  const results = await benchmarkAlternately([bareSpec, tesseraSpec], options)
-  const passed = printReport(summarize(bareSpec, results.get(bareSpec)!), summarize(tesseraSpec, results.get(tesseraSpec)!), options)
+  const splitSpec = split(options.tesseraCmd)
+  const results = await benchmarkAlternately([bareSpec, tesseraSpec, splitSpec], options)
+  const passed = printReport(
+    summarize(bareSpec, results.get(bareSpec)!),
+    summarize(tesseraSpec, results.get(tesseraSpec)!),
+    summarize(splitSpec, results.get(splitSpec)!),
+    options,
+  )
   return passed ? 0 : 1
 }
 
