@@ -65,7 +65,7 @@ export class Kernel {
     private readonly hosted: Hosted[],
     private readonly metrics: Metrics,
     private readonly ipLimiter: RateLimiter,
-    private readonly mqtt: MqttPort,
+    private readonly mqtt: MqttPort & { readonly inUse: boolean },
     private readonly registry: Registry,
     private readonly realtime: RealtimeServer,
     private readonly tokens: ServiceTokens,
@@ -298,7 +298,9 @@ export class Kernel {
         () => (plugins.cache = { status: 'up' }),
         (e) => (plugins.cache = { status: 'down', detail: String(e?.message ?? e) }),
       ),
-      Promise.resolve().then(() => (plugins.mqtt = this.mqtt.health())),
+      Promise.resolve().then(() => {
+        if (this.mqtt.inUse) plugins.mqtt = this.mqtt.health()
+      }),
       ...this.hosted.map(async (h) => {
         if (h.status.status !== 'up' || !h.plugin.health) return void (plugins[h.plugin.name] = h.status)
         plugins[h.plugin.name] = await h.plugin.health(h.ctx).catch((e) => ({ status: 'down' as const, detail: String(e?.message ?? e) }))

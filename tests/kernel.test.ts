@@ -180,6 +180,13 @@ describe(`hosting a subset of plugins (${variant})`, () => {
     expect(Object.keys(ready.body.plugins)).not.toContain('auth')
   })
 
+  test('no hosted plugin uses MQTT, so no broker is started and readiness does not list it', async () => {
+    expect(server.kernel.mqttPort).toBe(0)
+    const ready = await client(server.url).get('/health/ready')
+    expect(ready.status).toBe(200)
+    expect(Object.keys(ready.body.plugins)).not.toContain('mqtt')
+  })
+
   test('a call to a plugin no process hosts answers 503 with the envelope', async () => {
     const r = await client(server.url).get(`/api/v1/ledger/users/${Bun.randomUUIDv7()}`)
     expect(r.status).toBe(503)
