@@ -20,6 +20,17 @@ function socketFor(url: string, token: string, options: Record<string, unknown> 
   sockets.push(socket)
   return socket
 }
+/** An agent signed in and online (its client connected), and a customer to talk to it. */
+async function agentOnline(url: string, onMessage: (m: ChatMessage) => void = () => {}) {
+  const admin = await adminToken(url)
+  const agentUser = await userWithRole(url, 'agent', admin)
+  const customerUser = await userWithRole(url, 'customer', admin)
+  const agent = new ChatClient(socketFor(url, agentUser.token), { onMessage })
+  await connected(agent.socket)
+  await eventually(async () => (await client(url).get(`${CHAT}/agents`, admin)).body.items.some((a: any) => a.status === 'online'))
+  return { admin, agent, agentUser, customerUser }
+}
+
 const connected = (s: Socket) => (s.connected ? Promise.resolve() : new Promise<void>((r) => s.once('connect', () => r())))
 
 /** Asserts that `got` is exactly the conversation's messages 1..count, each once, in order. */
@@ -36,12 +47,7 @@ describe(`chat: missed messages (${variant})`, () => {
   test('a client that drops for 5 s gets every message it missed, once and in order', async () => {
     const server: TestServer = await startServer({ CHAT_OFFLINE_GRACE_SECONDS: '30' })
     try {
-      const admin = await adminToken(server.url)
-      const agentUser = await userWithRole(server.url, 'agent', admin)
-      const customerUser = await userWithRole(server.url, 'customer', admin)
-      const agent = new ChatClient(socketFor(server.url, agentUser.token), { onMessage: () => {} })
-      await connected(agent.socket)
-      await eventually(async () => (await client(server.url).get(`${CHAT}/agents`, admin)).body.items.some((a: any) => a.status === 'online'))
+      const { agent, agentUser, customerUser } = await agentOnline(server.url)
 
       const got: ChatMessage[] = []
       const customerSocket = socketFor(server.url, customerUser.token, { reconnectionDelay: 5000, reconnectionDelayMax: 5000, randomizationFactor: 0 })
@@ -84,13 +90,8 @@ describe(`chat: missed messages (${variant})`, () => {
     let child: ChildServer | undefined = await spawnServer(env)
     const url = child.url
     try {
-      const admin = await adminToken(url)
-      const agentUser = await userWithRole(url, 'agent', admin)
-      const customerUser = await userWithRole(url, 'customer', admin)
       const agentGot: ChatMessage[] = []
-      const agent = new ChatClient(socketFor(url, agentUser.token), { onMessage: (m) => agentGot.push(m) })
-      await connected(agent.socket)
-      await eventually(async () => (await client(url).get(`${CHAT}/agents`, admin)).body.items.some((a: any) => a.status === 'online'))
+      const { agent, customerUser } = await agentOnline(url, (m) => agentGot.push(m))
 
       const got: ChatMessage[] = []
       // This client comes back only after the restart and the messages sent meanwhile (it reconnects
@@ -134,12 +135,7 @@ describe(`chat: missed messages (${variant})`, () => {
   test('a client whose session is gone (it disconnected on purpose) catches up with conversation:join since', async () => {
     const server: TestServer = await startServer({ CHAT_OFFLINE_GRACE_SECONDS: '30', CHAT_MESSAGES_PER_SECOND: '10000' })
     try {
-      const admin = await adminToken(server.url)
-      const agentUser = await userWithRole(server.url, 'agent', admin)
-      const customerUser = await userWithRole(server.url, 'customer', admin)
-      const agent = new ChatClient(socketFor(server.url, agentUser.token), { onMessage: () => {} })
-      await connected(agent.socket)
-      await eventually(async () => (await client(server.url).get(`${CHAT}/agents`, admin)).body.items.some((a: any) => a.status === 'online'))
+      const { agent, customerUser } = await agentOnline(server.url)
       const got: ChatMessage[] = []
       const customerSocket = socketFor(server.url, customerUser.token)
       const customer = new ChatClient(customerSocket, { onMessage: (m) => got.push(m) })
