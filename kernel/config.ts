@@ -142,7 +142,7 @@ export const kernelSettings = {
   EVENT_RETENTION_SECONDS: setting.int('how long published events stay in the outbox table for inspection before they are deleted', 86_400, 1),
   REGISTRY: setting.oneOf('where processes find the owners of plugins they do not host: auto = static when PLUGIN_ROUTES is set, else redis when REDIS_URL is set, else local (this process alone)', ['auto', 'local', 'static', 'redis'], 'auto'),
   PLUGIN_ROUTES: {
-    doc: 'static owners of plugins hosted elsewhere, e.g. inventory=http://inventory:3000|http://inventory-2:3000,auth=http://auth:3000 (| or a repeated name adds replicas)',
+    doc: 'static owners of plugins hosted elsewhere, e.g. notes=http://notes-1:3000|http://notes-2:3000,users=http://users:3000 (| or a repeated name adds replicas)',
     parse: (raw: string) => (raw ? parseRoutes(raw) : undefined),
   } as Setting<Routes | undefined>,
   ADVERTISE_URL: setting.url('base URL other processes reach this one at (default http://<HOST, or the host name on 0.0.0.0>:<PORT>)', ['http:', 'https:']),

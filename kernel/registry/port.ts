@@ -9,7 +9,7 @@
 export interface Instance {
   /** Unique per process start. */
   id: string
-  /** Base URL other Tessera processes reach it at, e.g. http://inventory-7f9c:3000. */
+  /** Base URL other Tessera processes reach it at, e.g. http://10.0.3.7:3000. */
   url: string
   /** The plugins it hosts. */
   plugins: string[]

@@ -44,7 +44,7 @@ export class StaticRegistry implements Registry {
   }
 }
 
-/** Parses `inventory=http://a:3000|http://b:3000,auth=http://auth:3000` (a repeated plugin adds replicas). */
+/** Parses `notes=http://a:3000|http://b:3000,users=http://users:3000` (a repeated plugin adds replicas). */
 export function parseRoutes(raw: string): Routes {
   const routes: Routes = {}
   for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
