@@ -52,7 +52,7 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
         // One array per column; the statement text (and so its plan) is the same for any number of rows.
         const columns = plan.columns.map((c, i) => arrayLiteral((rows as Record<string, unknown>[]).map((row) => driverValue(c, row[plan.keys[i]!]))))
         const statement = sql.join(
-          plan.text.split(/\$\d+/).flatMap((part, i) => (i === 0 ? [sql.raw(part)] : [sql.param(columns[i - 1]), sql.raw(part)])),
+          plan.between.flatMap((part, i) => (i === 0 ? [sql.raw(part)] : [sql.param(columns[i - 1]), sql.raw(part)])),
         )
         const result = (await tx.execute(statement)) as unknown as { r: unknown }[]
         return returned(plan, result) as never
