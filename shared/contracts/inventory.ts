@@ -31,6 +31,9 @@ export const Alert = t.Object({
 })
 
 const ReservationRef = t.Object({ id: t.String({ maxLength: 64 }) })
+const Reference = t.String({ minLength: 1, maxLength: 128 })
+const Sku = t.String({ minLength: 1, maxLength: 64 })
+const Reservations = t.Object({ reservations: t.Array(Reservation) })
 
 export const inventoryActions = {
   'inventory.reserve': action({
@@ -56,6 +59,43 @@ export const inventoryActions = {
     output: Reservation,
     idempotent: true,
     doc: 'Gives the reserved stock back. Releasing twice is a no-op.',
+  }),
+  'inventory.reserveLines': action({
+    input: t.Object({
+      reference: Reference,
+      lines: t.Array(t.Object({ sku: Sku, quantity: t.Integer({ minimum: 1, maximum: 1_000_000 }) }), { minItems: 1, maxItems: 100 }),
+      ttlSeconds: t.Optional(t.Integer({ minimum: 1, maximum: 86_400 })),
+    }),
+    output: Reservations,
+    idempotent: true,
+    doc:
+      'Reserves every line, all or nothing, choosing the warehouses (one per line where one has enough); ' +
+      'Conflict OUT_OF_STOCK naming the short SKUs otherwise. Calling again with the same reference returns the reservations made the first time.',
+  }),
+  'inventory.commitReference': action({
+    input: t.Object({ reference: Reference }),
+    output: Reservations,
+    idempotent: true,
+    doc: "Commits every active reservation of the reference (the stock leaves); Conflict RESERVATION_EXPIRED when one lapsed first.",
+  }),
+  'inventory.releaseReference': action({
+    input: t.Object({ reference: Reference }),
+    output: Reservations,
+    idempotent: true,
+    doc: 'Releases every active reservation of the reference; committed ones are left as they are.',
+  }),
+  'inventory.restock': action({
+    input: t.Object({
+      reference: Reference,
+      reason: t.String({ minLength: 1, maxLength: 200 }),
+      lines: t.Array(t.Object({ sku: Sku, warehouse: t.String({ minLength: 1, maxLength: 32 }), quantity: t.Integer({ minimum: 1, maximum: 1_000_000 }) }), {
+        minItems: 1,
+        maxItems: 100,
+      }),
+    }),
+    output: t.Object({ items: t.Array(StockLevel) }),
+    idempotent: true,
+    doc: 'Puts goods back on hand (a cancelled order, a received return) through the ledger, once per reference.',
   }),
   'inventory.getStock': action({
     input: t.Object({ sku: t.Optional(t.String()), warehouse: t.Optional(t.String()) }),
