@@ -4,6 +4,7 @@
  * inbound channel webhooks and the outbound deliveries (admin).
  */
 import { t } from 'elysia'
+import { rawBody } from '../../kernel/http/router'
 import type { PluginContext } from '../../kernel/plugin'
 import { Conversation, Message } from '../../shared/contracts/chat'
 import { Invalid, NotFound } from '../../shared/errors'
@@ -39,8 +40,6 @@ const Delivery = t.Object({
 
 const isSeq = (k: unknown): k is number => Number.isInteger(k) && (k as number) > 0
 
-/** Webhook paths whose raw body is kept for the signature check. */
-const WEBHOOK_PATH = /\/api\/v1\/chat\/channels\/[^/]+\/webhook$/
 
 export interface RouteDeps {
   chat: ChatService
@@ -56,16 +55,10 @@ export interface RouteDeps {
 
 export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
   const { chat, messages, canned } = d
-  // The app's JSON parser consumes the body before a route sees it; a signature is over the raw
-  // bytes, so webhook requests are teed before parsing (see the note in README, "Chat").
-  const rawBodies = new WeakMap<Request, Request>()
 
   return (
     ctx
       .router()
-      .onRequest(({ request }) => {
-        if (request.method === 'POST' && WEBHOOK_PATH.test(request.url.split('?', 1)[0])) rawBodies.set(request, request.clone() as Request)
-      })
       // ------------------------------------------------------------------ conversations
       .get(
         '/conversations',
@@ -213,9 +206,8 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         async ({ params, request, body }) => {
           const config = d.channels[params.channel]
           if (!config) throw new NotFound(`no channel ${params.channel}`, 'CHANNEL_NOT_FOUND')
-          const copy = rawBodies.get(request)
-          const raw = copy ? new Uint8Array(await copy.arrayBuffer()) : new Uint8Array()
-          verify(config, raw, request.headers, d.toleranceSeconds)
+          // The signature is over the bytes as sent, which the kernel's JSON reader kept.
+          verify(config, rawBody(request), request.headers, d.toleranceSeconds)
           const received = await d.receiveInbound(params.channel, inboundMessages(config, body))
           return { received }
         },
