@@ -143,13 +143,18 @@ export async function startSplit(options: SplitOptions): Promise<Split> {
 
   async function ready(child: SplitProcess): Promise<void> {
     const deadline = Date.now() + READY_TIMEOUT_MS
+    let last = 'no answer'
     while (Date.now() < deadline) {
       if (child.proc.exitCode !== null) break
-      const ok = await fetch(`${child.url}/health/ready`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false)
-      if (ok) return
+      const answer = await fetch(`${child.url}/health/ready`, { signal: AbortSignal.timeout(1000) }).then(
+        async (r) => ({ ok: r.ok, text: await r.text() }),
+        () => undefined,
+      )
+      if (answer?.ok) return
+      if (answer) last = answer.text
       await Bun.sleep(50)
     }
-    throw new Error(`${child.name} did not become ready; its log:\n${await tail(child)}`)
+    throw new Error(`${child.name} did not become ready (last /health/ready: ${last}); its log:\n${await tail(child)}`)
   }
 
   /** Waits until the gateway's registry view lists every process (it re-reads the registry every heartbeat). */
@@ -166,7 +171,7 @@ export async function startSplit(options: SplitOptions): Promise<Split> {
 
   async function tail(child: SplitProcess) {
     const text = (await Bun.file(child.log).text().catch(() => '')) + (await Bun.file(join(logDir, `${child.name}.err.log`)).text().catch(() => ''))
-    return text.split('\n').slice(-20).join('\n')
+    return text.split('\n').filter((l) => !l.includes('"msg":"request"')).slice(-20).join('\n')
   }
 
   let stopping: Promise<void> | undefined

@@ -66,7 +66,6 @@ const common = {
   REGISTRY_TTL_MS: '2000',
   CALL_BREAKER_HALF_OPEN_MS: '300',
   EVENT_CLAIM_IDLE_MS: '2000',
-  MQTT_CONSUMERS: '2',
 }
 
 export async function startTopology(name: TopologyName): Promise<Topology> {
@@ -151,7 +150,8 @@ async function split(): Promise<Topology> {
       await topology.stop()
       await broker.stop()
       await dropStore(topology.schema!, topology.redisPrefix)
-      rmSync(topology.logDir, { recursive: true, force: true })
+      if (process.env.E2E_KEEP_LOGS) console.log(`split logs kept in ${topology.logDir}`)
+      else rmSync(topology.logDir, { recursive: true, force: true })
     },
   }
 }
