@@ -132,7 +132,7 @@ export function faultSuite(topology: () => Topology) {
     const [victim, survivor] = topology().split!.of('inventory')
     const { warehouse, sku } = await s.warehouseWithItem()
     const DEVICES = 5
-    const PER_DEVICE = 300
+    const PER_DEVICE = 150
     const devices: Device[] = []
     try {
       for (let i = 0; i < DEVICES; i++) {
