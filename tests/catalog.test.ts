@@ -67,6 +67,15 @@ interface Product {
   updatedAt: string
 }
 
+const skus = (r: { body: { items: Product[] } }) => r.body.items.map((p) => p.sku)
+
+/** GET /products with this query string, expecting 200. */
+async function find(query: string, token?: string) {
+  const r = await get(`/products?${query}`, token)
+  expectStatus(r, 200)
+  return r
+}
+
 /** Every product a query returns, following nextCursor to the end. */
 async function everything(query: string, token?: string, limit = 7) {
   const seen: Product[] = []
@@ -290,5 +299,208 @@ describe(`catalog.getProducts (${variant})`, () => {
     const got = await callAction('catalog.getProducts', { skus: [] })
     expect(got.ok).toBe(false)
     expect(got.kind).toBe('Invalid')
+  })
+})
+
+// ---------------------------------------------------------------------------
+// search
+// ---------------------------------------------------------------------------
+
+describe(`search (${variant})`, () => {
+  // A word no other test uses, so each query sees only the products made here.
+  const tag = `zq${Date.now().toString(36)}`
+  let laptop: Product, sleeve: Product, bag: Product, hidden: Product
+  let electronics: { id: string; slug: string }, computers: { id: string }, accessories: { id: string }
+
+  beforeAll(async () => {
+    electronics = await category({ name: 'Electronics' })
+    computers = await category({ name: 'Computers', parentId: electronics.id })
+    accessories = await category({ name: 'Accessories', parentId: computers.id })
+    const other = await category({ name: 'Bags' })
+    laptop = await product({ name: `Ultralight laptop ${tag}`, description: 'A 14 inch notebook with a long battery life', price: 99900, categoryId: computers.id })
+    sleeve = await product({ name: `Neoprene sleeve ${tag}`, description: 'Protects your laptop on the go', price: 2500, categoryId: accessories.id })
+    bag = await product({ name: `Canvas tote ${tag}`, description: 'Carries groceries, books and more', price: 1500, categoryId: other.id })
+    hidden = await product({ name: `Retired laptop ${tag}`, description: 'No longer sold', price: 50000, categoryId: computers.id, active: false })
+  })
+
+  test('q matches name and description; a match in the name ranks first', async () => {
+    const r = await find(`q=${tag}+laptop`)
+    expect(skus(r)).toEqual([laptop.sku, sleeve.sku])
+    expect(r.body.nextCursor).toBeNull()
+  })
+
+  test('the last word matches as a prefix; earlier words must match whole', async () => {
+    expect(skus(await find(`q=${tag}+lapt`))).toEqual([laptop.sku, sleeve.sku])
+    expect(skus(await find(`q=${tag}+neopr`))).toEqual([sleeve.sku])
+    expect(skus(await find(`q=neopr+${tag}`))).toEqual([])
+  })
+
+  test('words are found in any case and with stemming (laptops finds laptop)', async () => {
+    expect(skus(await find(`q=${tag.toUpperCase()}+LAPTOPS`))).toEqual([laptop.sku, sleeve.sku])
+    expect(skus(await find(`q=${tag}+grocery`))).toEqual([bag.sku])
+  })
+
+  test('inactive products are hidden from the public and customers, shown to managers', async () => {
+    expect(skus(await find(`q=${tag}+retired`))).toEqual([])
+    expect(skus(await find(`q=${tag}+retired`, customer.token))).toEqual([])
+    expect(skus(await find(`q=${tag}+retired`, manager.token))).toEqual([hidden.sku])
+  })
+
+  test('a category includes every category under it, by id or slug', async () => {
+    expect(skus(await find(`q=${tag}&category=${electronics.id}&sort=price_asc`))).toEqual([sleeve.sku, laptop.sku])
+    expect(skus(await find(`q=${tag}&category=${electronics.slug}&sort=price_asc`))).toEqual([sleeve.sku, laptop.sku])
+    expect(skus(await find(`q=${tag}&category=${accessories.id}`))).toEqual([sleeve.sku])
+    expect(skus(await find(`q=${tag}&category=no-such-category`))).toEqual([])
+  })
+
+  test('price range and sorts', async () => {
+    expect(skus(await find(`q=${tag}&minPrice=2000&maxPrice=99900&sort=price_asc`))).toEqual([sleeve.sku, laptop.sku])
+    expect(skus(await find(`q=${tag}&maxPrice=2499&sort=price_desc`))).toEqual([bag.sku])
+    expect(skus(await find(`q=${tag}&sort=price_desc`))).toEqual([laptop.sku, sleeve.sku, bag.sku])
+    expect(skus(await find(`q=${tag}&sort=name`))).toEqual([bag.sku, sleeve.sku, laptop.sku])
+    expect(skus(await find(`q=${tag}&sort=newest`))).toEqual([bag.sku, sleeve.sku, laptop.sku])
+    expectError(await get(`/products?minPrice=10&maxPrice=5`), 422, 'INVALID_PRICE_RANGE')
+  })
+
+  test('without q the default order is newest first', async () => {
+    const newest = await product({ name: `Newest ${tag}` })
+    const r = await find('limit=5')
+    expect(r.body.items[0].id).toBe(newest.id)
+    const times = r.body.items.map((p) => p.createdAt)
+    expect([...times].sort().reverse()).toEqual(times)
+  })
+
+  test('hostile q strings are plain text: never an error, never a query language', async () => {
+    const hostile = [
+      '"',
+      "'",
+      '""""',
+      '*',
+      '* OR 1=1 --',
+      'NEAR(a b)',
+      'laptop NEAR/2 sleeve',
+      'AND OR NOT',
+      'a AND',
+      '(((',
+      ')',
+      '^laptop',
+      'name:laptop',
+      '-laptop',
+      'lap*top',
+      '!!! ??? &&& |||',
+      '\\',
+      '%_',
+      "'; drop table catalog_products; --",
+      'ünïcödé 日本語 العربية 🚀',
+      'e\u0301\u0301\u0301',
+      '\u0000',
+      '   ',
+      '<->',
+      ':*',
+      'x:* & y',
+    ]
+    for (const q of hostile) {
+      for (const sort of ['', '&sort=name']) {
+        const r = await get(`/products?q=${encodeURIComponent(q)}${sort}`)
+        if (r.status !== 200) throw new Error(`q=${JSON.stringify(q)} gave ${r.status} ${JSON.stringify(r.body)}`)
+        expect(Array.isArray(r.body.items)).toBe(true)
+      }
+    }
+    // Operators written by the user are words like any other.
+    expect(skus(await find(`q=${encodeURIComponent(`"${tag}" (laptop*`)}`))).toEqual([laptop.sku, sleeve.sku])
+    expect(skus(await find(`q=${encodeURIComponent(`${tag} OR banana`)}`))).toEqual([])
+    // Too long is a 422, not a slow query.
+    expectError(await get(`/products?q=${'a'.repeat(10_000)}`), 422)
+    expectError(await get(`/products?q=${'laptop '.repeat(40)}`), 422)
+  })
+
+  test('bad query parameters are refused', async () => {
+    expectError(await get('/products?limit=0'), 422)
+    expectError(await get('/products?limit=201'), 422)
+    expectError(await get('/products?minPrice=-1'), 422)
+    expectError(await get('/products?minPrice=abc'), 422)
+    expectError(await get('/products?sort=cheapest'), 422)
+    expectError(await get('/products?inStock=maybe'), 422)
+    expectError(await get('/products?cursor=not-a-cursor'), 400, 'INVALID_CURSOR')
+    expectError(await get(`/products?cursor=${Buffer.from('{"s":"newest","f":"x","k":"zzz","i":"1"}').toString('base64url')}`), 400, 'INVALID_CURSOR')
+    expectError(await get('/categories?cursor=%%%'), 400, 'INVALID_CURSOR')
+    // A cursor belongs to its query and sort.
+    const first = await find(`q=${tag}&limit=1&sort=price_asc`)
+    expect(first.body.nextCursor).not.toBeNull()
+    expectError(await get(`/products?q=${tag}&limit=1&sort=price_desc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
+    expectError(await get(`/products?q=${tag}x&limit=1&sort=price_asc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
+  })
+})
+
+// ---------------------------------------------------------------------------
+// cursor pages
+// ---------------------------------------------------------------------------
+
+describe(`cursor pages (${variant})`, () => {
+  const tag = `zp${Date.now().toString(36)}`
+  const made: Product[] = []
+
+  beforeAll(async () => {
+    // Many equal prices, equal names and equal relevance: ties everywhere.
+    for (let i = 0; i < 23; i++)
+      made.push(await product({ name: `Plain mug ${tag}`, description: i % 2 ? 'white' : 'stoneware', price: [500, 500, 500, 900, 900][i % 5] }))
+  })
+
+  for (const sort of ['relevance', 'newest', 'price_asc', 'price_desc', 'name'])
+    test(`paging through everything sorted by ${sort} returns each product exactly once, in order`, async () => {
+      const seen = await everything(`q=${tag}&sort=${sort}`, undefined, 4)
+      const ids = seen.map((p) => p.id)
+      expect(new Set(ids).size).toBe(ids.length)
+      expect([...ids].sort()).toEqual(made.map((p) => p.id).sort())
+      if (sort === 'price_asc') expect(seen.map((p) => p.price)).toEqual([...seen.map((p) => p.price)].sort((a, b) => a - b))
+      if (sort === 'price_desc') expect(seen.map((p) => p.price)).toEqual([...seen.map((p) => p.price)].sort((a, b) => b - a))
+      // One page of everything gives the same order as the pages together.
+      const whole = await find(`q=${tag}&sort=${sort}&limit=200`)
+      expect(whole.body.items.map((p) => p.id)).toEqual(ids)
+    })
+
+  test('pages without q, filtered by price, are stable too', async () => {
+    const seen = await everything(`minPrice=900&maxPrice=900&sort=price_asc`, undefined, 5)
+    const ids = seen.map((p) => p.id)
+    expect(new Set(ids).size).toBe(ids.length)
+    for (const p of made.filter((m) => m.price === 900)) expect(ids).toContain(p.id)
+  })
+})
+
+// ---------------------------------------------------------------------------
+// availability from inventory
+// ---------------------------------------------------------------------------
+
+describe(`inStock from inventory's stock events (${variant})`, () => {
+  test('stock adjusted in inventory shows up as available, summed across warehouses', async () => {
+    const tag = `zs${Date.now().toString(36)}`
+    const p = await product({ name: `Stocked kettle ${tag}` })
+    const q = await product({ name: `Unstocked kettle ${tag}` })
+    const inv = (path: string, body: unknown) => api.post(`/api/v1/inventory${path}`, body, manager.token)
+    const w1 = unique('W').replace(/[^A-Za-z0-9_-]/g, '')
+    const w2 = unique('W').replace(/[^A-Za-z0-9_-]/g, '')
+    expectStatus(await inv('/warehouses', { code: w1, name: 'One' }), 201)
+    expectStatus(await inv('/warehouses', { code: w2, name: 'Two' }), 201)
+    expectStatus(await inv('/items', { sku: p.sku, name: 'Kettle' }), 201)
+    expectStatus(await inv('/adjustments', { sku: p.sku, warehouse: w1, delta: 3, reason: 'delivery' }), 201)
+    expectStatus(await inv('/adjustments', { sku: p.sku, warehouse: w2, delta: 4, reason: 'delivery' }), 201)
+
+    const inStock = await eventually(async () => {
+      const r = await get(`/products?q=${tag}&inStock=true`)
+      return r.body.items.length === 1 && r.body.items[0].available === 7 ? r : undefined
+    })
+    expect(inStock?.body.items.map((x: Product) => x.sku)).toEqual([p.sku])
+    expect((await get(`/products/${p.sku}`)).body.available).toBe(7)
+    expect(skus(await get(`/products?q=${tag}&inStock=false`))).toEqual([q.sku])
+
+    // Stock that leaves takes the product out of stock.
+    expectStatus(await inv('/adjustments', { sku: p.sku, warehouse: w1, delta: -3, reason: 'sold' }), 201)
+    expectStatus(await inv('/adjustments', { sku: p.sku, warehouse: w2, delta: -4, reason: 'sold' }), 201)
+    const gone = await eventually(async () => {
+      const r = await get(`/products?q=${tag}&inStock=true`)
+      return r.body.items.length === 0 ? r : undefined
+    })
+    expect(gone?.body.items).toEqual([])
+    expect((await get(`/products/${p.sku}`)).body.available).toBe(0)
   })
 })
