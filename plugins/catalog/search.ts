@@ -157,7 +157,8 @@ export class ProductSearch {
       after = order.direction === 'asc' ? sql`(${order.key}, ${products.id}) > (${order.param(key.k)}, ${key.i})` : sql`(${order.key}, ${products.id}) < (${order.param(key.k)}, ${key.i})`
     }
 
-    const available = sql<number>`(select coalesce(sum(s.available), 0) from catalog_stock s where s.sku = ${products.sku})`
+    // The outer column qualified by hand: drizzle leaves select-list columns unqualified without joins, and an unqualified sku here means s.sku.
+    const available = sql<number>`(select coalesce(sum(s.available), 0) from catalog_stock s where s.sku = ${products}.sku)`
     const where = and(
       query.includeInactive ? undefined : eq(products.active, true),
       text?.where,

@@ -2,8 +2,9 @@
  * What only the split topology can show: two inventory replicas sharing HTTP load and MQTT readings
  * (shared subscription), events handled once per subscribing plugin whatever its replicas, and the
  * faults of issue 5: kill -9 of a plugin process (503 within 1 s, the others unaffected, back
- * within 5 s, events published meanwhile handled after it returns) and of one inventory replica
- * while devices publish (no reading lost). Clients use the public surfaces; the per-process
+ * within 5 s), of the durable subscribers of inventory's events (stockwatch, catalog: what was
+ * published meanwhile is handled after they return) and of one inventory replica while devices
+ * publish (no reading lost). Clients use the public surfaces; the per-process
  * /metrics only tell which replica did the work.
  */
 import { expect, test } from 'bun:test'
@@ -125,6 +126,18 @@ export function faultSuite(topology: () => Topology) {
       return r.status === 200 && r.body.items.length >= 3 ? (r.body.items as { onHand: number }[]) : undefined
     }, 10_000)
     expect(seen?.map((i) => i.onHand).sort((a, b) => a - b)).toEqual([3, 5, 7])
+  }, 30_000)
+
+  test('kill -9 of the catalog: stock changed while it is down shows in its inStock filter after a restart', async () => {
+    const admin = await s.token()
+    const [catalog] = topology().split!.of('catalog')
+    const { warehouse, sku } = await s.warehouseWithItem()
+    const word = await s.product(sku)
+    await catalog.kill('SIGKILL')
+    expectError(await s.api().get(`/api/v1/catalog/products?q=${word}`, admin), 503)
+    expectStatus(await s.api().post(`${INV}/adjustments`, { sku, warehouse, delta: 6, reason: 'delivery while the catalog is down' }, admin), 201)
+    await catalog.restart()
+    expect(await eventually(async () => JSON.stringify(await s.inStock(word)) === JSON.stringify([[sku, 6]]), 10_000)).toBe(true)
   }, 30_000)
 
   test('kill -9 of one inventory replica while devices publish: no reading is lost, none is applied twice', async () => {

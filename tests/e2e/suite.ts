@@ -11,6 +11,7 @@ import type { Topology } from './topologies'
 
 export const INV = '/api/v1/inventory'
 export const CHAT = '/api/v1/chat'
+export const CATALOG = '/api/v1/catalog'
 let n = 0
 export const uid = () => `${Date.now().toString(36)}${(n++).toString(36)}`.toUpperCase()
 
@@ -63,7 +64,21 @@ export function surface(topology: () => Topology) {
   const movements = async (sku: string, warehouse: string) =>
     (await api().get(`${INV}/movements?sku=${sku}&warehouse=${warehouse}&limit=200`, await token())).body.items as { delta: number; onHandAfter: number; source: string; reason: string }[]
 
-  return { api, token, warehouseWithItem, device, stock, settledOnHand, movements }
+  /** A catalog product for `sku`, with a unique word in its name to find it by. */
+  async function product(sku: string) {
+    // Letters only: full-text parsers split words at digits differently (SQLite FTS5, PostgreSQL tsvector).
+    const word = `kettle${uid().toLowerCase().replace(/\d/g, (d) => 'abcdefghij'[Number(d)])}`
+    expectStatus(await api().post(`${CATALOG}/products`, { sku, name: `Kettle ${word}`, price: 1999, currency: 'EUR' }, await token()), 201)
+    return word
+  }
+
+  /** The catalog's in-stock search for `word`: the SKUs and availability it lists. */
+  const inStock = async (word: string) => {
+    const r = await api().get(`${CATALOG}/products?q=${word}&inStock=true`, await token())
+    return r.status === 200 ? (r.body.items as { sku: string; available: number }[]).map((p) => [p.sku, p.available]) : undefined
+  }
+
+  return { api, token, warehouseWithItem, device, stock, settledOnHand, movements, product, inStock }
 }
 
 export function blackBoxSuite(topology: () => Topology, mqttClients: MqttClient[]) {
@@ -79,10 +94,10 @@ export function blackBoxSuite(topology: () => Topology, mqttClients: MqttClient[
 
   test('/swagger/json lists every plugin’s paths, its tags and the bearer scheme', async () => {
     const doc: any = await (await fetch(`${topology().http}/swagger/json`)).json()
-    for (const path of ['/api/v1/auth/login', '/api/v1/auth/me', `${INV}/items`, `${INV}/reservations`, `${INV}/devices`, `${CHAT}/conversations`, '/api/v1/stockwatch/seen'])
+    for (const path of ['/api/v1/auth/login', '/api/v1/auth/me', `${INV}/items`, `${INV}/reservations`, `${INV}/devices`, `${CHAT}/conversations`, `${CATALOG}/products`, '/api/v1/stockwatch/seen'])
       expect({ path, listed: Boolean(doc.paths[path]) }).toEqual({ path, listed: true })
     const tags = doc.tags.map((t: { name: string }) => t.name)
-    for (const tag of ['auth', 'inventory', 'chat', 'stockwatch']) expect(tags).toContain(tag)
+    for (const tag of ['auth', 'inventory', 'chat', 'catalog', 'stockwatch']) expect(tags).toContain(tag)
     expect(doc.components.securitySchemes.bearer).toBeDefined()
   })
 
@@ -277,6 +292,20 @@ export function blackBoxSuite(topology: () => Topology, mqttClients: MqttClient[
     expect(seen).toBeDefined()
     expect(items.map((i) => i.onHand).sort((x, y) => x - y)).toEqual([4, 5, 7])
     expect(new Set(items.map((i) => i.eventId)).size).toBe(3)
+  })
+
+  test('catalog: a product is in stock once inventory has it, out of stock once it is gone (inventory events)', async () => {
+    const admin = await token()
+    const { warehouse, sku } = await s.warehouseWithItem()
+    const word = await s.product(sku)
+    expect(await s.inStock(word)).toEqual([])
+    expectStatus(await api().post(`${INV}/adjustments`, { sku, warehouse, delta: 3, reason: 'delivery' }, admin), 201)
+    await eventually(async () => JSON.stringify(await s.inStock(word)) === JSON.stringify([[sku, 3]]), 10_000)
+    // Stock of other SKUs must not count: the list's availability is this SKU's alone.
+    expect(await s.inStock(word)).toEqual([[sku, 3]])
+    expectStatus(await api().post(`${INV}/adjustments`, { sku, warehouse, delta: -3, reason: 'sold' }, admin), 201)
+    expect(await eventually(async () => JSON.stringify(await s.inStock(word)) === '[]', 10_000)).toBe(true)
+    expectError(await api().post(`${CATALOG}/products`, { sku: `X-${sku}`, name: 'Bad price', price: 19.99, currency: 'EUR' }, admin), 422)
   })
 
   test('error envelopes: unknown routes and plugins are 404s, never a 5xx', async () => {
