@@ -31,6 +31,9 @@ export function replicaSuite(topology: () => Topology, mqttClients: MqttClient[]
 
   test('two inventory replicas: HTTP requests through the gateway are spread over both', async () => {
     expect(replicas()).toHaveLength(2)
+    const ready = await s.api().get('/health/ready')
+    expectStatus(ready, 200)
+    expect(ready.body.owners).toEqual({ auth: 1, catalog: 1, chat: 1, inventory: 2, live: 1, stockwatch: 2 })
     const admin = await s.token()
     const before = await Promise.all(replicas().map((r) => served(r.url, `${INV}/stock`)))
     for (let i = 0; i < 20; i++) expectStatus(await s.api().get(`${INV}/stock`, admin), 200)
