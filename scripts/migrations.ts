@@ -13,7 +13,7 @@ const check = process.argv.includes('--check')
 const owners = [
   { name: 'kernel', schemaFile: join(root, 'kernel/events/schema.ts'), out: join(root, 'kernel/migrations') },
   // The fixtures are plugins too: tests run them through the same migrations path.
-  ...['plugins', 'tests/fixtures/plugins'].flatMap((dir) =>
+  ...['plugins', 'tests/fixtures/plugins', 'tests/e2e/fixtures'].flatMap((dir) =>
     readdirSync(join(root, dir))
       .filter((p) => existsSync(join(root, dir, p, 'schema.ts')))
       .map((p) => ({ name: p, schemaFile: join(root, dir, p, 'schema.ts'), out: join(root, dir, p, 'migrations') })),

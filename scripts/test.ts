@@ -2,6 +2,8 @@
  * `npm test`: the whole suite on embedded defaults (SQLite, memory cache, in-process bus, embedded
  * MQTT broker), then the same suite again against real PostgreSQL + Redis + Mosquitto when they
  * answer. With CI=true the second run is mandatory: a service that does not answer fails the run instead of skipping it.
+ * The end-to-end suite (tests/e2e) runs in both: against the all-in-one embedded topology in the
+ * first run, against all-in-one and split (gateway + one process per plugin) on the services in the second.
  * Ends with the totals on a line of their own: `N passed, N failed`.
  */
 import Redis from 'ioredis'
@@ -87,11 +89,11 @@ async function runSuite(label: string, env: Record<string, string>): Promise<Run
 }
 
 const runs: RunResult[] = []
-runs.push(await runSuite('embedded defaults: SQLite, in-memory cache and bus', { TEST_DATABASE_URL: '', TEST_REDIS_URL: '' }))
+runs.push(await runSuite('embedded defaults: SQLite, in-memory cache and bus; e2e topology: all-in-one embedded', { TEST_DATABASE_URL: '', TEST_REDIS_URL: '', E2E_TOPOLOGIES: 'embedded' }))
 
 const problems = await probeServices()
 if (problems.length === 0) {
-  runs.push(await runSuite('real services: PostgreSQL, Redis, Mosquitto', targets))
+  runs.push(await runSuite('real services: PostgreSQL, Redis, Mosquitto; e2e topologies: all-in-one and split', { ...targets, E2E_TOPOLOGIES: 'services,split' }))
 } else if (ci) {
   console.error(`\nCI=true and these services do not answer, so the real-services run fails:\n  - ${problems.join('\n  - ')}`)
   runs.push({ passed: 0, failed: 1, exitCode: 1 })

@@ -68,11 +68,12 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
     },
     afterCommit: (fn) => scope.afterCommit(fn),
     async migrate(folder, table) {
-      await ensureSchema()
       // One process migrates at a time; the others wait, then find nothing left to do.
       const conn = await client.reserve()
       try {
         await conn`select pg_advisory_lock(hashtext(${'tessera-migrate:' + schema}))`
+        // Under the lock: concurrent `create schema if not exists` can still collide on PostgreSQL's catalog (duplicate key).
+        await ensureSchema()
         await migrate(db as never, { migrationsFolder: folder, migrationsTable: table, migrationsSchema: schema })
       } finally {
         await conn`select pg_advisory_unlock(hashtext(${'tessera-migrate:' + schema}))`.catch(() => {})

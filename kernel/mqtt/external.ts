@@ -90,22 +90,30 @@ export function externalBroker(options: ExternalOptions, log: Logger): MqttPort 
       if (groups.size === 0) connect(`tessera-${instance}`, [])
       for (const [group, consumers] of groups)
         for (let i = 0; i < options.consumers; i++) connect(`tessera-${group}-${instance}-${i}`, consumers)
+      const resumed = new Set<MqttClient>()
       await Promise.all(
         clients.map(
           (client) =>
             new Promise<void>((resolve, reject) => {
-              client.once('connect', () => resolve())
+              client.once('connect', (connack) => {
+                if (connack.sessionPresent) resumed.add(client)
+                resolve()
+              })
               client.once('error', reject)
               client.connect()
             }),
         ),
       )
       for (const [group, consumers] of groups)
-        for (const client of clients.filter((c) => c.options.clientId?.startsWith(`tessera-${group}-`)))
-          await client.subscribeAsync(
+        for (const client of clients.filter((c) => c.options.clientId?.startsWith(`tessera-${group}-`))) {
+          const subscribed = client.subscribeAsync(
             consumers.map((c) => `$share/${group}/${c.filter}`),
             { qos: 1 },
           )
+          // A resumed session still holds its subscriptions, and the SUBACK queues behind its backlog: waiting would hold readiness until the backlog is drained.
+          if (resumed.has(client)) subscribed.catch((error) => log.warn({ err: error, clientId: client.options.clientId }, 'MQTT re-subscribe failed'))
+          else await subscribed
+        }
       log.info({ url: options.url, groups: [...groups.keys()], connections: clients.length }, 'connected to the MQTT broker')
     },
     async stop() {
