@@ -2,6 +2,8 @@ import { type Static, Type as t } from '@sinclair/typebox'
 import { action, event } from './define'
 
 export const PaymentStatus = t.Union([
+  /** The provider was asked and has not answered yet (or the asker died; a sweep settles it). */
+  t.Literal('pending'),
   t.Literal('authorized'),
   t.Literal('captured'),
   t.Literal('voided'),
