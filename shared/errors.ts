@@ -46,8 +46,8 @@ export class NotFound extends AppError {
 }
 
 export class Conflict extends AppError {
-  constructor(message: string, code = 'CONFLICT') {
-    super(409, code, message)
+  constructor(message: string, code = 'CONFLICT', details?: ErrorDetail[]) {
+    super(409, code, message, details)
   }
 }
 

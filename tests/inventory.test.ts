@@ -348,6 +348,126 @@ describe('reservations', () => {
   })
 })
 
+describe('stock held by reference (the actions other plugins call)', () => {
+  /** A ctx.call made by the `storefront` fixture plugin, as orders would make it. */
+  async function call(action: string, input: Record<string, unknown>) {
+    const r = await api.post('/api/v1/storefront/call', { action, input })
+    expectStatus(r, 200)
+    return r.body as { ok: boolean; result?: any; code?: string; status?: number; message?: string; details?: { path: string; message: string }[] }
+  }
+
+  test('reserveLines takes each line from one warehouse that has enough, else from several, fullest first', async () => {
+    const [a, b] = [await warehouse(), await warehouse()]
+    const [x, y] = [await item(), await item()]
+    expectStatus(await adjust(x.sku, a.code, 3), 201)
+    expectStatus(await adjust(x.sku, b.code, 8), 201)
+    expectStatus(await adjust(y.sku, a.code, 4), 201)
+    expectStatus(await adjust(y.sku, b.code, 2), 201)
+    const reference = unique('checkout')
+    // x: 6 fits in b alone; y: 5 needs a (4, the fuller) and b (1).
+    const r = await call('inventory.reserveLines', { reference, lines: [{ sku: x.sku, quantity: 6 }, { sku: y.sku, quantity: 5 }] })
+    expect(r.ok).toBe(true)
+    const held = r.result.reservations.map((v: any) => [v.sku, v.warehouse, v.quantity, v.status, v.reference])
+    expect(held.sort()).toEqual(
+      [[x.sku, b.code, 6, 'active', reference], [y.sku, a.code, 4, 'active', reference], [y.sku, b.code, 1, 'active', reference]].sort(),
+    )
+    expect(await level(x.sku, b.code)).toMatchObject({ onHand: 8, reserved: 6, available: 2 })
+    expect(await level(y.sku, a.code)).toMatchObject({ onHand: 4, reserved: 4, available: 0 })
+    expect(await level(y.sku, b.code)).toMatchObject({ onHand: 2, reserved: 1, available: 1 })
+
+    // The same reference again returns the first reservations and holds nothing more.
+    const again = await call('inventory.reserveLines', { reference, lines: [{ sku: x.sku, quantity: 6 }, { sku: y.sku, quantity: 5 }] })
+    expect(again.result.reservations.map((v: any) => v.id).sort()).toEqual(r.result.reservations.map((v: any) => v.id).sort())
+    expect(await level(x.sku, b.code)).toMatchObject({ reserved: 6 })
+
+    // Commit: every reservation's stock leaves, in the ledger; committing again changes nothing.
+    const committed = await call('inventory.commitReference', { reference })
+    expect(committed.result.reservations.every((v: any) => v.status === 'committed')).toBe(true)
+    expect(await level(y.sku, a.code)).toMatchObject({ onHand: 0, reserved: 0, available: 0 })
+    expect(await level(y.sku, b.code)).toMatchObject({ onHand: 1, reserved: 0, available: 1 })
+    expect((await movements(x.sku, b.code))[0]).toMatchObject({ delta: -6, onHandAfter: 2, reason: 'reservation committed' })
+    expect((await call('inventory.commitReference', { reference })).ok).toBe(true)
+    expect(await level(x.sku, b.code)).toMatchObject({ onHand: 2, reserved: 0 })
+    // Releasing a committed reference leaves it committed.
+    const released = await call('inventory.releaseReference', { reference })
+    expect(released.result.reservations.every((v: any) => v.status === 'committed')).toBe(true)
+  })
+
+  test('reserveLines is all or nothing: one short line holds nothing and names the short SKU', async () => {
+    const { sku, wh } = await stocked(5)
+    const other = await stocked(1)
+    const r = await call('inventory.reserveLines', { reference: unique('checkout'), lines: [{ sku, quantity: 5 }, { sku: other.sku, quantity: 2 }] })
+    expect(r).toMatchObject({ ok: false, status: 409, code: 'OUT_OF_STOCK' })
+    expect(r.details).toEqual([{ path: '/lines/1', message: `${other.sku}: 1 available, 2 requested` }])
+    expect(await level(sku, wh)).toMatchObject({ onHand: 5, reserved: 0 })
+    expect(await level(other.sku, other.wh)).toMatchObject({ onHand: 1, reserved: 0 })
+    // Two lines of one SKU count together.
+    const twice = await call('inventory.reserveLines', { reference: unique('checkout'), lines: [{ sku, quantity: 3 }, { sku, quantity: 3 }] })
+    expect(twice).toMatchObject({ ok: false, code: 'OUT_OF_STOCK' })
+    const unknown = await call('inventory.reserveLines', { reference: unique('checkout'), lines: [{ sku: 'NO-SUCH-SKU', quantity: 1 }] })
+    expect(unknown).toMatchObject({ ok: false, status: 404, code: 'ITEM_NOT_FOUND' })
+    const invalid = await call('inventory.reserveLines', { reference: unique('checkout'), lines: [] })
+    expect(invalid).toMatchObject({ ok: false, status: 422 })
+  })
+
+  test('30 checkouts racing for the last 10 units across two warehouses: exactly 10 hold stock', async () => {
+    const it = await item()
+    const [a, b] = [await warehouse(), await warehouse()]
+    expectStatus(await adjust(it.sku, a.code, 6), 201)
+    expectStatus(await adjust(it.sku, b.code, 4), 201)
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, () => call('inventory.reserveLines', { reference: unique('race'), lines: [{ sku: it.sku, quantity: 1 }] })),
+    )
+    expect(replies.filter((r) => r.ok).length).toBe(10)
+    expect(replies.filter((r) => !r.ok).every((r) => r.code === 'OUT_OF_STOCK')).toBe(true)
+    expect(await level(it.sku, a.code)).toMatchObject({ onHand: 6, reserved: 6, available: 0 })
+    expect(await level(it.sku, b.code)).toMatchObject({ onHand: 4, reserved: 4, available: 0 })
+  })
+
+  test('releaseReference gives everything back; a released reference cannot be committed', async () => {
+    const { sku, wh } = await stocked(4)
+    const reference = unique('checkout')
+    expect((await call('inventory.reserveLines', { reference, lines: [{ sku, quantity: 4 }] })).ok).toBe(true)
+    const released = await call('inventory.releaseReference', { reference })
+    expect(released.result.reservations.map((v: any) => v.status)).toEqual(['released'])
+    expect(await level(sku, wh)).toMatchObject({ onHand: 4, reserved: 0, available: 4 })
+    expect((await call('inventory.releaseReference', { reference })).ok).toBe(true)
+    expect(await call('inventory.commitReference', { reference })).toMatchObject({ ok: false, status: 409, code: 'RESERVATION_RELEASED' })
+    expect(await call('inventory.commitReference', { reference: unique('never') })).toMatchObject({ ok: false, status: 404 })
+  })
+
+  test('a reference whose reservation lapsed commits nothing', async () => {
+    const { sku, wh } = await stocked(3)
+    const other = await stocked(3)
+    const reference = unique('checkout')
+    const held = await call('inventory.reserveLines', { reference, lines: [{ sku, quantity: 1 }, { sku: other.sku, quantity: 1 }], ttlSeconds: 1 })
+    expect(held.ok).toBe(true)
+    await Bun.sleep(1_100)
+    expect(await call('inventory.commitReference', { reference })).toMatchObject({ ok: false, status: 409, code: 'RESERVATION_EXPIRED' })
+    expect(await level(sku, wh)).toMatchObject({ onHand: 3, reserved: 0 })
+    expect(await level(other.sku, other.wh)).toMatchObject({ onHand: 3, reserved: 0 })
+  })
+
+  test('restock puts goods back through the ledger once per reference', async () => {
+    const { sku, wh } = await stocked(2)
+    const reference = unique('cancel')
+    const lines = [{ sku, warehouse: wh, quantity: 3 }]
+    const first = await call('inventory.restock', { reference, reason: 'order cancelled', lines })
+    expect(first.result.items).toEqual([{ sku, warehouse: wh, onHand: 5, reserved: 0, available: 5 }])
+    const again = await call('inventory.restock', { reference, reason: 'order cancelled', lines })
+    expect(again.result.items).toEqual([{ sku, warehouse: wh, onHand: 5, reserved: 0, available: 5 }])
+    const [last, ...rest] = await movements(sku, wh)
+    expect(last).toMatchObject({ delta: 3, onHandAfter: 5, reason: 'order cancelled', source: `restock:${reference}` })
+    expect(rest.length).toBe(1)
+    expect(await call('inventory.restock', { reference: unique('r'), reason: 'x', lines: [{ sku, warehouse: 'NOPE', quantity: 1 }] })).toMatchObject({
+      ok: false,
+      status: 404,
+      code: 'WAREHOUSE_NOT_FOUND',
+    })
+    expect((await level(sku, wh)).onHand).toBe(5)
+  })
+})
+
 describe('expiry without the sweeper', () => {
   // The sweeper runs once a minute here: what is checked is the expiry applied on read and on commit.
   let lazy: TestServer

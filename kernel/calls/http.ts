@@ -159,7 +159,7 @@ function rebuild(status: number, code: string, message: string, details: ErrorDe
     case 404:
       return new NotFound(message, code)
     case 409:
-      return new Conflict(message, code)
+      return new Conflict(message, code, details)
     case 422:
       return new Invalid(message, details, code)
     case 429:

@@ -4,6 +4,7 @@
  */
 import { setting } from '../../kernel/config'
 import { definePlugin, pluginState } from '../../kernel/plugin'
+import { Allocations } from './allocation'
 import { deviceRoutes } from './device-routes'
 import { DeviceRegistry } from './devices'
 import { deviceStatus } from './events'
@@ -45,6 +46,11 @@ export default definePlugin({
     ctx.provide('inventory.reserve', (input) => stock.reserve(input))
     ctx.provide('inventory.commit', ({ id }) => stock.commit(id))
     ctx.provide('inventory.release', ({ id }) => stock.release(id))
+    const allocations = new Allocations({ db: ctx.db, t: ctx.tables, ledger, stock, defaultTtlSeconds: ctx.config.RESERVATION_TTL_SECONDS })
+    ctx.provide('inventory.reserveLines', async (input) => ({ reservations: await allocations.reserveLines(input) }))
+    ctx.provide('inventory.commitReference', async ({ reference }) => ({ reservations: await allocations.commitReference(reference) }))
+    ctx.provide('inventory.releaseReference', async ({ reference }) => ({ reservations: await allocations.releaseReference(reference) }))
+    ctx.provide('inventory.restock', async (input) => ({ items: await allocations.restock(input) }))
     ctx.provide('inventory.getStock', async ({ sku, warehouse }) => ({ items: await stock.stock({ sku: sku || undefined, warehouse: warehouse || undefined }) }))
   },
   async start(ctx) {

@@ -64,7 +64,16 @@ export const schema = {
       expiresAt: c.timestamp('expires_at').notNull(),
       createdAt: c.timestamp('created_at').notNull(),
     }),
-    (c) => (t) => [c.index('inventory_reservations_expiry').on(t.status, t.expiresAt)],
+    (c) => (t) => [c.index('inventory_reservations_expiry').on(t.status, t.expiresAt), c.index('inventory_reservations_reference').on(t.reference)],
+  ),
+  /**
+   * References whose effect happened once: an allocation (reserveLines) or a restock. The key makes a
+   * retried or concurrent call with the same reference wait for, then return, the first one's result.
+   */
+  references: table(
+    'inventory_references',
+    (c) => ({ kind: c.text('kind').notNull(), reference: c.text('reference').notNull(), createdAt: c.timestamp('created_at').notNull() }),
+    (c) => (t) => [c.primaryKey({ columns: [t.kind, t.reference] })],
   ),
   suppliers: table('inventory_suppliers', (c) => ({
     id: c.id(),

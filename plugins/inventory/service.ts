@@ -501,7 +501,8 @@ export class StockService {
     return read()
   }
 
-  private async unreserve(tx: Db, r: ReservationRow): Promise<Level> {
+  /** Takes a reservation's quantity off its level's `reserved` (the caller changed its status). */
+  async unreserve(tx: Db, r: ReservationRow): Promise<Level> {
     const { levels } = this.d.t
     const [level] = await tx
       .update(levels)
