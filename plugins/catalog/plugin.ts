@@ -1,0 +1,25 @@
+/**
+ * catalog: a category tree and products with integer prices, full-text search with filters and
+ * keyset pages, and a projection of inventory's stock for `inStock` (CONTRACT.md section 7).
+ */
+import { definePlugin } from '../../kernel/plugin'
+import { applyStockChange } from './events'
+import { catalogRoutes } from './routes'
+import { schema } from './schema'
+import { ProductSearch } from './search'
+import { CatalogService } from './service'
+
+export default definePlugin({
+  name: 'catalog',
+  version: '1.0.0',
+  dependsOn: ['auth'],
+  description: 'categories, products, search and availability',
+  schema,
+  setup(ctx) {
+    const catalog = new CatalogService(ctx.db, ctx.tables, ctx.events)
+    const search = new ProductSearch(ctx.db, ctx.tables)
+    ctx.mount(catalogRoutes(ctx, catalog, search))
+    ctx.provide('catalog.getProducts', async ({ skus }) => ({ items: await catalog.productsBySku(skus) }))
+    ctx.events.on('inventory.stock.changed', (event, tx) => applyStockChange(ctx.tables, event, tx))
+  },
+})

@@ -1,0 +1,201 @@
+/**
+ * Product search: full-text `q` over name and description, filters, sorts and keyset pages. One
+ * query interface; only the text match differs by dialect (the FTS5 table on SQLite, the tsvector
+ * column on PostgreSQL, both written in migrations/<dialect>/0001_search.sql). Filters, sorting and
+ * paging are the same SQL on both.
+ *
+ * User text never reaches a query language: it is cut into words (letters, digits and marks), each
+ * word becomes a quoted term, and the last one also matches as a prefix ("lapt" finds "laptop").
+ */
+import { and, asc, desc, eq, getTableColumns, gte, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import type { Database, Tables } from '../../kernel/db'
+import { encodeCursor } from '../../shared/pagination'
+import { BadRequest, Invalid } from '../../shared/errors'
+import type { CatalogSchema } from './schema'
+import { type ProductView, toProduct } from './service'
+
+type T = Tables<CatalogSchema>
+
+export const SORTS = ['relevance', 'newest', 'price_asc', 'price_desc', 'name'] as const
+export type Sort = (typeof SORTS)[number]
+
+export interface ProductQuery {
+  q?: string
+  /** A category id or slug: its products and those of every category under it. */
+  category?: string
+  minPrice?: number
+  maxPrice?: number
+  inStock?: boolean
+  sort?: Sort
+  cursor?: string
+  limit: number
+  /** Managers and admins see inactive products too. */
+  includeInactive: boolean
+}
+
+/** Words taken from `q`; more are ignored (a search box never needs them). */
+const MAX_TERMS = 12
+const MAX_TERM_LENGTH = 64
+
+/** The words of a user's query, lower-cased, in order, without repeats. */
+export function searchTerms(q: string): string[] {
+  const words = q.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}][\p{L}\p{N}\p{M}]*/gu) ?? []
+  return [...new Set(words.map((w) => w.slice(0, MAX_TERM_LENGTH)))].slice(0, MAX_TERMS)
+}
+
+/** A text match for one dialect: restricts to matching products and scores them (lower is better). */
+interface TextMatch {
+  join?: { table: SQL; on: SQL }
+  where: SQL
+  score: SQL<number>
+}
+
+function textMatch(dialect: Database['dialect'], products: T['products'], terms: string[]): TextMatch {
+  const last = terms.length - 1
+  if (dialect === 'sqlite') {
+    // Each word a quoted FTS5 string (so AND, NEAR, * and quotes are just text); the last one a prefix too.
+    const query = terms.map((w, i) => `"${w}"${i === last ? '*' : ''}`).join(' ')
+    return {
+      join: { table: sql`catalog_products_fts`, on: sql`catalog_products_fts.rowid = ${products}.rowid` },
+      where: sql`catalog_products_fts match ${query}`,
+      // bm25 is negative, better matches lower; a word in the name counts ten times one in the description.
+      score: sql<number>`bm25(catalog_products_fts, 10.0, 1.0)`,
+    }
+  }
+  // Words are letters and digits only, so this to_tsquery input has no operators but ours.
+  const query = terms.map((w, i) => (i === last ? `${w}:*` : w)).join(' & ')
+  const tsquery = sql`to_tsquery('english', ${query})`
+  return {
+    where: sql`${products}."search" @@ ${tsquery}`,
+    score: sql<number>`(0 - ts_rank(${products}."search", ${tsquery}))::float8`,
+  }
+}
+
+interface Order {
+  key: SQLWrapper
+  direction: 'asc' | 'desc'
+  /** The sort key of a row, as kept in the cursor (JSON). */
+  keyOf(row: Row): string | number
+  /** The cursor's key back as a query parameter. */
+  param(key: unknown): unknown
+  valid(key: unknown): boolean
+}
+
+type Row = T['products']['$inferSelect'] & { available: number; score: number | null }
+
+const isNumber = (k: unknown) => typeof k === 'number' && Number.isFinite(k)
+
+function orders(products: T['products'], score: SQL<number> | undefined): Record<Sort, Order | undefined> {
+  const byNumber = (key: SQLWrapper, direction: 'asc' | 'desc', keyOf: (r: Row) => number): Order => ({ key, direction, keyOf, param: (k) => k, valid: isNumber })
+  return {
+    relevance: score && byNumber(score, 'asc', (r) => r.score ?? 0),
+    newest: {
+      key: products.createdAt,
+      direction: 'desc',
+      keyOf: (r) => r.createdAt.getTime(),
+      param: (k) => sql.param(new Date(k as number), products.createdAt),
+      valid: (k) => isNumber(k) && Math.abs(k as number) < 8.64e15,
+    },
+    price_asc: byNumber(products.price, 'asc', (r) => r.price),
+    price_desc: byNumber(products.price, 'desc', (r) => r.price),
+    name: { key: products.name, direction: 'asc', keyOf: (r) => r.name, param: (k) => k, valid: (k) => typeof k === 'string' && k.length <= 1000 },
+  }
+}
+
+interface CursorKey {
+  /** The sort and query the cursor belongs to. */
+  s: Sort
+  f: string
+  k: string | number
+  i: string
+}
+
+export const badCursor = (message = 'cursor is not one this API handed out') =>
+  new BadRequest(message, 'INVALID_CURSOR', [{ path: '/cursor', message: 'invalid cursor' }])
+
+function decodeKey(cursor: string): CursorKey {
+  let key: unknown
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+  } catch {
+    throw badCursor()
+  }
+  const k = key as CursorKey
+  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || typeof k.i !== 'string' || k.i.length > 64) throw badCursor()
+  return k
+}
+
+export class ProductSearch {
+  constructor(
+    private readonly db: Database,
+    private readonly t: T,
+  ) {}
+
+  async search(query: ProductQuery): Promise<{ items: ProductView[]; nextCursor: string | null }> {
+    const { products } = this.t
+    if (query.minPrice !== undefined && query.maxPrice !== undefined && query.minPrice > query.maxPrice)
+      throw new Invalid('minPrice must not be above maxPrice', [{ path: '/minPrice', message: 'above maxPrice' }], 'INVALID_PRICE_RANGE')
+    const q = query.q?.trim() ? query.q : undefined
+    const terms = q === undefined ? [] : searchTerms(q)
+    // A query with no words in it (only punctuation, say) matches nothing rather than everything.
+    if (q !== undefined && terms.length === 0) return { items: [], nextCursor: null }
+
+    const text = terms.length ? textMatch(this.db.dialect, products, terms) : undefined
+    const sort: Sort = query.sort === undefined || (query.sort === 'relevance' && !text) ? (text ? 'relevance' : 'newest') : query.sort
+    const order = orders(products, text?.score)[sort]!
+    const fingerprint = new Bun.CryptoHasher('sha1')
+      .update(JSON.stringify([terms, query.category ?? null, query.minPrice ?? null, query.maxPrice ?? null, query.inStock ?? null, query.includeInactive]))
+      .digest('base64url')
+      .slice(0, 12)
+
+    let after: SQL | undefined
+    if (query.cursor !== undefined) {
+      const key = decodeKey(query.cursor)
+      if (key.s !== sort || key.f !== fingerprint) throw badCursor('this cursor belongs to another query or sort')
+      if (!order.valid(key.k)) throw badCursor()
+      // Row values compare the sort key, then the id: a strict order even when keys tie.
+      after = order.direction === 'asc' ? sql`(${order.key}, ${products.id}) > (${order.param(key.k)}, ${key.i})` : sql`(${order.key}, ${products.id}) < (${order.param(key.k)}, ${key.i})`
+    }
+
+    const available = sql<number>`(select coalesce(sum(s.available), 0) from catalog_stock s where s.sku = ${products.sku})`
+    const where = and(
+      query.includeInactive ? undefined : eq(products.active, true),
+      text?.where,
+      query.minPrice !== undefined ? gte(products.price, query.minPrice) : undefined,
+      query.maxPrice !== undefined ? lte(products.price, query.maxPrice) : undefined,
+      query.category !== undefined ? inCategory(this.t, query.category) : undefined,
+      query.inStock === true ? sql`${available} > 0` : query.inStock === false ? sql`${available} <= 0` : undefined,
+      after,
+    )
+    const direction = order.direction === 'asc' ? asc : desc
+    let select = this.db.read
+      .select({ ...getTableColumns(products), available: available.mapWith(Number), score: text ? text.score.mapWith(Number) : sql<null>`null` })
+      .from(products)
+      .$dynamic()
+    if (text?.join) select = select.innerJoin(text.join.table as never, text.join.on)
+    const rows = (await select
+      .where(where)
+      .orderBy(direction(order.key as SQL), direction(products.id))
+      .limit(query.limit + 1)) as Row[]
+
+    const more = rows.length > query.limit
+    const items = rows.slice(0, query.limit)
+    const last = items[items.length - 1]
+    return {
+      items: items.map((r) => ({ ...toProduct(r), available: r.available })),
+      nextCursor: more && last ? encodeCursor({ s: sort, f: fingerprint, k: order.keyOf(last), i: last.id } satisfies CursorKey) : null,
+    }
+  }
+}
+
+/** The category (by id, else by slug) and every category under it, as one recursive subquery. */
+function inCategory(t: T, category: string): SQL {
+  const { products, categories } = t
+  return sql`${products.categoryId} in (
+    with recursive tree(id) as (
+      select id from ${categories}
+      where id = ${category} or (slug = ${category} and not exists (select 1 from ${categories} where id = ${category}))
+      union
+      select c.id from ${categories} c join tree on c.parent_id = tree.id
+    ) select id from tree)`
+}
