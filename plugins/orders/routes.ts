@@ -19,6 +19,8 @@ const Id = t.String({ minLength: 1, maxLength: 64 })
 const Sku = t.String({ minLength: 1, maxLength: 64, pattern: '^\\S(.*\\S)?$', error: 'sku must be 1 to 64 characters without surrounding spaces' })
 const Quantity = t.Integer({ minimum: 1, maximum: MAX_LINE_QUANTITY, error: `quantity must be an integer from 1 to ${MAX_LINE_QUANTITY}` })
 const Time = t.String({ format: 'date-time' })
+/** A request object: an unknown property is a 422, not silently ignored. */
+const Strict: typeof t.Object = ((properties: any, options?: any) => t.Object(properties, { additionalProperties: false, ...options })) as typeof t.Object
 const Text = (max: number, name: string) => t.String({ minLength: 1, maxLength: max, pattern: '\\S', error: `${name} must be 1 to ${max} characters, not only spaces` })
 
 const CartView = t.Object({
@@ -36,7 +38,7 @@ const CartView = t.Object({
   updatedAt: Time,
 })
 
-const ShippingAddress = t.Object({
+const ShippingAddress = Strict({
   name: Text(200, 'name'),
   line1: Text(200, 'line1'),
   line2: t.Optional(t.String({ maxLength: 200 })),
@@ -141,7 +143,7 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
         auth: true,
         creates: true,
         params: CartParams,
-        body: t.Object({ sku: Sku, quantity: Quantity }),
+        body: Strict({ sku: Sku, quantity: Quantity }),
         response: { 201: CartView },
         detail: {
           summary: `Add units of a product (to those already in the cart, at most ${MAX_LINE_QUANTITY} per SKU and ${MAX_LINES} lines); 422 for an unknown or inactive SKU or another currency; 409 once checked out`,
@@ -150,7 +152,7 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
       .patch('/carts/:id/items/:sku', ({ principal, params, body }) => carts.setQuantity(principal.id, params.id, params.sku, body.quantity), {
         auth: true,
         params: CartItemParams,
-        body: t.Object({ quantity: Quantity }),
+        body: Strict({ quantity: Quantity }),
         response: { 200: CartView },
         detail: { summary: 'Set the quantity of a line' },
       })
@@ -170,8 +172,8 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
           auth: true,
           creates: true,
           params: CartParams,
-          body: t.Object({
-            payment: t.Object({ method: t.Literal('card'), token: t.String({ minLength: 1, maxLength: 200 }) }),
+          body: Strict({
+            payment: Strict({ method: t.Literal('card'), token: t.String({ minLength: 1, maxLength: 200 }) }),
             shippingAddress: ShippingAddress,
           }),
           response: { 201: OrderView },
@@ -228,7 +230,7 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
       .post('/orders/:id/cancel', ({ principal, params, body }) => orders.cancel(actor(principal), params.id, body?.reason), {
         auth: true,
         params: IdParams,
-        body: t.Optional(t.Object({ reason: t.Optional(t.String({ maxLength: 500 })) })),
+        body: t.Optional(Strict({ reason: t.Optional(t.String({ maxLength: 500 })) })),
         response: { 200: OrderView },
         detail: { summary: 'Cancel before shipping (its customer or a manager): the goods go back on hand and the whole amount is refunded; 409 naming the status otherwise' },
       })
@@ -254,8 +256,8 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
         auth: true,
         creates: true,
         params: IdParams,
-        body: t.Object({
-          lines: t.Array(t.Object({ sku: Sku, quantity: Quantity }), { minItems: 1, maxItems: MAX_LINES }),
+        body: Strict({
+          lines: t.Array(Strict({ sku: Sku, quantity: Quantity }), { minItems: 1, maxItems: MAX_LINES }),
           reason: Text(500, 'reason'),
         }),
         response: { 201: ReturnView },
