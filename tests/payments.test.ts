@@ -180,6 +180,31 @@ describe(`payments through the sandbox provider (${variant})`, () => {
     expect(r.code).toBe('PAYMENT_NOT_REFUNDABLE')
   })
 
+  test('cancelAuthorization: an approval is voided, an unused key is spent so it never charges the card', async () => {
+    const reference = unique('checkout')
+    const key = unique('auth')
+    const approved = await authorize('tok_ok', { key, reference })
+    const cancelled = await action(server.url, 'payments.cancelAuthorization', { key, reference })
+    expect(cancelled.result.id).toBe(approved.result.id)
+    expect(cancelled.result.status).toBe('voided')
+    expect(kinds(await getPayment(approved.result.id))).toEqual(['authorized', 'voided'])
+
+    const unused = unique('auth')
+    const spent = await action(server.url, 'payments.cancelAuthorization', { key: unused, reference })
+    expect([spent.result.status, spent.result.amount]).toEqual(['voided', 0])
+    const late = await authorize('tok_ok', { key: unused, reference })
+    expect(late.status).toBe(409)
+    expect(late.code).toBe('AUTHORIZATION_CANCELLED')
+    expect((await action(server.url, 'payments.cancelAuthorization', { key: unused, reference })).result.id).toBe(spent.result.id)
+
+    const takenKey = unique('auth')
+    const taken = await authorize('tok_ok', { key: takenKey, reference })
+    expect((await action(server.url, 'payments.capture', { paymentId: taken.result.id, key: unique('capture') })).ok).toBe(true)
+    const tooLate = await action(server.url, 'payments.cancelAuthorization', { key: takenKey, reference })
+    expect(tooLate.status).toBe(409)
+    expect(tooLate.code).toBe('PAYMENT_CAPTURED')
+  })
+
   test('unknown payments are 404 for actions and HTTP', async () => {
     const r = await action(server.url, 'payments.capture', { paymentId: 'nope', key: unique('capture') })
     expect(r.status).toBe(404)

@@ -109,7 +109,6 @@ export class CheckoutSaga {
           lines: priced.lines,
           total: priced.total,
           currency: priced.currency,
-          paymentToken: request.payment.token,
           shippingAddress: request.shippingAddress,
           driver: this.me,
           leaseUntil: new Date(now.getTime() + this.d.settings.leaseMs),
@@ -128,7 +127,7 @@ export class CheckoutSaga {
       const current = await this.d.carts.require(customerId, cartId)
       throw cartTaken(cartId, current.checkoutId)
     }
-    return this.outcome(await this.drive(started))
+    return this.outcome(await this.drive(started, request.payment.token))
   }
 
   async get(principal: { id: string; manager: boolean }, id: string): Promise<CheckoutView> {
@@ -189,10 +188,14 @@ export class CheckoutSaga {
   // driving
   // ---------------------------------------------------------------------------------------------
 
-  /** Runs the saga from where it stands to completed or compensated (or throws, leaving it to recovery). */
-  private async drive(c: CheckoutRow): Promise<CheckoutRow> {
+  /**
+   * Runs the saga from where it stands to completed or compensated (or throws, leaving it to
+   * recovery). The card token lives only in this request's memory: a saga resumed elsewhere never
+   * authorizes, it compensates.
+   */
+  private async drive(c: CheckoutRow, cardToken?: string): Promise<CheckoutRow> {
     try {
-      while (c.status === 'running') c = await this.step(c)
+      while (c.status === 'running') c = await this.step(c, cardToken)
     } catch (error) {
       if (c.status !== 'running' || !beforeOrder(c.step)) {
         // The order exists: it can only go forward. Let go of the lease so recovery retries at once.
@@ -212,7 +215,7 @@ export class CheckoutSaga {
     }
   }
 
-  private async step(c: CheckoutRow): Promise<CheckoutRow> {
+  private async step(c: CheckoutRow, cardToken: string | undefined): Promise<CheckoutRow> {
     const step = c.step as Step
     await this.renew(c)
     if (this.d.settings.pauseBefore === step && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
@@ -228,9 +231,10 @@ export class CheckoutSaga {
         return this.advance(c, 'authorize', { allocations })
       }
       case 'authorize': {
+        if (!cardToken) throw new Unavailable('the checkout lost its card details when its process stopped', 'CHECKOUT_INTERRUPTED')
         const payment = await this.d.call(
           'payments.authorize',
-          { amount: c.total, currency: c.currency, method: 'card', token: c.paymentToken ?? '', reference: c.id, key: authorizeKey(c) },
+          { amount: c.total, currency: c.currency, method: 'card', token: cardToken, reference: c.id, key: authorizeKey(c) },
           options,
         )
         return this.advance(c, 'place', { paymentId: payment.id })
@@ -303,7 +307,7 @@ export class CheckoutSaga {
     return this.d.db.transaction(async (tx) => {
       const [row] = await tx
         .update(checkouts)
-        .set({ status: 'completed', step: 'complete', paymentToken: null, updatedAt: new Date() })
+        .set({ status: 'completed', step: 'complete', updatedAt: new Date() })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
         .returning()
       if (!row) throw lostLease(c.id)
@@ -350,14 +354,14 @@ export class CheckoutSaga {
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
     await this.d.call('inventory.releaseReference', { reference: c.id }, options)
     let paymentId = c.paymentId
-    if (!paymentId && c.step === 'authorize' && c.error?.code !== 'PAYMENT_DECLINED') paymentId = await this.authorizationInDoubt(c)
     if (paymentId) await this.d.call('payments.void', { paymentId, key: `checkout:${c.id}:void` }, options)
+    else if (c.step === 'authorize' && c.error?.code !== 'PAYMENT_DECLINED') paymentId = await this.authorizationInDoubt(c)
     const { checkouts, carts } = this.d.t
     return this.d.db.transaction(async (tx) => {
       const now = new Date()
       const [row] = await tx
         .update(checkouts)
-        .set({ status: 'compensated', paymentToken: null, paymentId, updatedAt: now })
+        .set({ status: 'compensated', paymentId, updatedAt: now })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'compensating'), eq(checkouts.driver, this.me)))
         .returning()
       if (!row) throw lostLease(c.id)
@@ -371,22 +375,14 @@ export class CheckoutSaga {
   }
 
   /**
-   * The authorization was asked for but its answer never reached us (a crash, a timed-out call).
-   * Asking again with the same key returns the answer recorded for it (or settles it): an approval
-   * is then voided; a decline or an unknown outcome holds nothing (payments voids those by key).
+   * The authorization was asked for but its answer never reached us (a crash, a timed-out or
+   * failed call): payments makes sure the key holds nothing, voiding an approval or spending the
+   * key so a late request cannot charge the card. Still in progress, or payments unreachable: throws,
+   * and recovery asks again later.
    */
   private async authorizationInDoubt(c: CheckoutRow): Promise<string | null> {
-    try {
-      const payment = await this.d.call(
-        'payments.authorize',
-        { amount: c.total, currency: c.currency, method: 'card', token: c.paymentToken ?? 'unknown', reference: c.id, key: authorizeKey(c) },
-        { timeoutMs: this.d.settings.callTimeoutMs },
-      )
-      return payment.id
-    } catch (error) {
-      if (isAppError(error) && (error.code === 'PAYMENT_DECLINED' || error.code === 'PAYMENT_PROVIDER_UNAVAILABLE')) return null
-      throw error // still in progress, or payments unreachable: recovery asks again later
-    }
+    const payment = await this.d.call('payments.cancelAuthorization', { key: authorizeKey(c), reference: c.id }, { timeoutMs: this.d.settings.callTimeoutMs })
+    return payment.id
   }
 
   // ---------------------------------------------------------------------------------------------

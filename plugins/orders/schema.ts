@@ -74,8 +74,6 @@ export const schema = {
       lines: c.json<PricedLine[]>('lines').notNull(),
       total: c.bigint('total').notNull(),
       currency: c.text('currency').notNull(),
-      /** Needed to ask the provider again about an authorization in doubt; cleared once settled. */
-      paymentToken: c.text('payment_token'),
       shippingAddress: c.json<ShippingAddress>('shipping_address').notNull(),
       allocations: c.json<Allocation[]>('allocations'),
       paymentId: c.text('payment_id'),

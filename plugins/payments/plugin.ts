@@ -43,6 +43,7 @@ export default definePlugin({
     ctx.provide('payments.capture', ({ paymentId, key }) => payments.capture(paymentId, key))
     ctx.provide('payments.void', ({ paymentId, key }) => payments.void(paymentId, key))
     ctx.provide('payments.refund', ({ paymentId, amount, key }) => payments.refund(paymentId, amount, key))
+    ctx.provide('payments.cancelAuthorization', ({ key, reference }) => payments.cancelAuthorization(key, reference))
     ctx.provide('payments.get', ({ id }) => payments.get(id))
   },
   async start(ctx) {

@@ -144,6 +144,49 @@ export class PaymentsService {
     })
   }
 
+  /**
+   * For a caller that does not know what became of its authorization (it crashed, or its call timed
+   * out): afterwards the key holds no money. A key never used is spent with a voided payment of 0,
+   * so a late authorize with it is refused instead of charging the card.
+   */
+  async cancelAuthorization(key: string, reference: string): Promise<Payment> {
+    const { payments } = this.d.t
+    const now = new Date()
+    const [spent] = await this.d.db.transaction(async (tx) => {
+      const rows = await tx
+        .insert(payments)
+        .values({
+          id: Bun.randomUUIDv7(),
+          reference,
+          provider: this.provider.id,
+          authorizeKey: key,
+          status: 'voided',
+          amount: 0,
+          currency: 'XXX',
+          leaseUntil: now,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .onConflictDoNothing()
+        .returning()
+      if (rows[0]) await this.record(tx, rows[0].id, 'voided', 0, 'cancelled before any authorization was made: the key is spent')
+      return rows
+    })
+    if (spent) return this.view(spent)
+    const [row] = await this.d.db.read.select().from(payments).where(eq(payments.authorizeKey, key))
+    if (row.status === 'pending') {
+      if (row.leaseUntil > now) throw new Conflict(`payment ${row.id} is still being authorized`, 'PAYMENT_IN_PROGRESS')
+      // Its caller died mid-call: the outcome is unknown, so it is voided by key.
+      const failed = await this.markFailed(row, 'cancelled by its caller while the outcome was unknown', true)
+      if (failed) await this.voidByKey(failed).catch(() => {})
+      return this.get(row.id)
+    }
+    if (row.status === 'authorized') return this.void(row.id, `${key}:cancel`)
+    if (row.status === 'captured' || row.status === 'refunded' || row.status === 'partially_refunded')
+      throw new Conflict(`payment ${row.id} is ${row.status}; refund it instead`, 'PAYMENT_CAPTURED')
+    return this.view(row) // declined, failed (voided by key, now or by the sweep) or voided: nothing is held
+  }
+
   async get(id: string): Promise<Payment> {
     return this.view(await this.require(this.d.db.read, id))
   }
@@ -229,6 +272,7 @@ export class PaymentsService {
         .returning()
       if (created) return created
       const [first] = await tx.select().from(payments).where(eq(payments.authorizeKey, input.key))
+      if (first.status === 'voided' && first.providerRef === null) return first // a spent key: settled() refuses it
       if (first.amount !== input.amount || first.currency !== input.currency || first.reference !== input.reference)
         throw new Invalid('this key was used for another authorization', [{ path: '/key', message: 'key reused' }], 'IDEMPOTENCY_KEY_REUSED')
       if (first.status !== 'pending') return first
@@ -322,6 +366,8 @@ export class PaymentsService {
   /** The answer a settled authorization gives every time its key is used. */
   private async settled(row: PaymentRow): Promise<Payment> {
     if (row.status === 'declined') throw new PaymentDeclined(`the payment was declined (payment ${row.id})`)
+    if (row.status === 'voided' && row.providerRef === null)
+      throw new Conflict(`the authorization key was cancelled before it was used (payment ${row.id})`, 'AUTHORIZATION_CANCELLED')
     if (row.status === 'failed') throw new ProviderUnavailable(`the authorization failed: the provider did not answer (payment ${row.id}); it is voided`)
     return this.view(row)
   }

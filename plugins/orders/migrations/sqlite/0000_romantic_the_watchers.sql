@@ -27,7 +27,6 @@ CREATE TABLE `orders_checkouts` (
 	`lines` text NOT NULL,
 	`total` integer NOT NULL,
 	`currency` text NOT NULL,
-	`payment_token` text,
 	`shipping_address` text NOT NULL,
 	`allocations` text,
 	`payment_id` text,

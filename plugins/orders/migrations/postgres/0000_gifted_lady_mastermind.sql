@@ -26,7 +26,6 @@ CREATE TABLE "orders_checkouts" (
 	"lines" jsonb NOT NULL,
 	"total" bigint NOT NULL,
 	"currency" text NOT NULL,
-	"payment_token" text,
 	"shipping_address" jsonb NOT NULL,
 	"allocations" jsonb,
 	"payment_id" text,
