@@ -19,8 +19,10 @@ export interface Level {
   available: number
 }
 
-export async function openShop(url: string) {
+/** `paymentsUrl`: where payments is served, when another process hosts it. */
+export async function openShop(url: string, paymentsUrl = url) {
   const api = client(url)
+  const payments = client(paymentsUrl)
   const admin = await adminToken(url)
   const manager = await userWithRole(url, 'manager', admin)
 
@@ -100,13 +102,13 @@ export async function openShop(url: string) {
     },
 
     async payment(id: string) {
-      const r = await api.get(`/api/v1/payments/payments/${id}`, manager.token)
+      const r = await payments.get(`/api/v1/payments/payments/${id}`, manager.token)
       expectStatus(r, 200)
       return r.body as { id: string; status: string; amount: number; captured: number; refunded: number; reference: string; events: { kind: string; amount: number }[] }
     },
 
     async paymentsOf(reference: string) {
-      const r = await api.get(`/api/v1/payments/payments?reference=${encodeURIComponent(reference)}`, manager.token)
+      const r = await payments.get(`/api/v1/payments/payments?reference=${encodeURIComponent(reference)}`, manager.token)
       expectStatus(r, 200)
       return r.body.items as { id: string; status: string; amount: number; captured: number; refunded: number; events: { kind: string; amount: number }[] }[]
     },
