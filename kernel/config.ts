@@ -129,6 +129,7 @@ export const kernelSettings = {
   REALTIME_RECOVERY_SECONDS: setting.int('how long a dropped Socket.IO client may be away and still get its rooms and missed events back (connection state recovery)', 120, 0, 3_600),
   REALTIME_EVENTS_PER_SECOND: setting.int('client events per second per socket, for events without their own limit', 20, 1),
   REALTIME_MAX_PAYLOAD_BYTES: setting.int('largest Socket.IO event payload a handler sees (larger ones get an error ack); the connection closes beyond 16 times this', 65_536, 1_024, 16_777_216),
+  REALTIME_REVOCATION_SWEEP_SECONDS: setting.int('how often open Socket.IO connections are checked for tokens revoked since their handshake (a disabled user is disconnected); revocations made in the same process act at once', 5, 1, 3_600),
   REALTIME_POLLING: setting.bool('allow the HTTP long-polling transport; with several processes behind one address it needs sticky sessions (false = WebSocket only)', true),
   REALTIME_STREAM_MAXLEN: setting.int('entries of the Redis stream that carries Socket.IO emits between processes (bounds how far back recovery reaches)', 100_000, 1_000),
   EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers: in-process (this process only) or redis-streams (across processes, needs REDIS_URL)', ['in-process', 'redis-streams'], 'in-process'),

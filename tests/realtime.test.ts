@@ -45,11 +45,18 @@ describe(`Socket.IO realtime (${variant})`, () => {
       expect(error.data?.code).toBe('INVALID_TOKEN')
     })
 
-    test("a disabled user's token stops opening connections at once", async () => {
+    test("a disabled user is disconnected at once, and the token stops opening connections", async () => {
       const user = await userWithRole(server.url, 'customer', admin)
       const before = await connect(server.url, ECHO, user.token)
+      const other = await connect(server.url, ECHO, (await userWithRole(server.url, 'customer', admin)).token)
       expect(before.connected).toBe(true)
+      const reasons: string[] = []
+      before.on('disconnect', (reason) => reasons.push(reason))
       expect((await client(server.url).patch(`/api/v1/auth/users/${user.id}`, { disabled: true }, admin)).status).toBe(200)
+      await eventually(async () => reasons.length > 0, 1_000)
+      expect(reasons).toEqual(['io server disconnect'])
+      expect(before.connected).toBe(false)
+      expect(other.connected).toBe(true)
       const error = await refusal(server.url, ECHO, user.token)
       expect(error.message).toBe('unauthorized')
       expect(error.data?.code).toBe('TOKEN_REVOKED')
@@ -243,7 +250,7 @@ describe.skipIf(!services.redisUrl)(`Socket.IO across two servers sharing Redis 
 
   beforeAll(async () => {
     a = await startServer()
-    b = await startServer({ REDIS_PREFIX: a.env.REDIS_PREFIX }) // one deployment: same Redis, same prefix
+    b = await startServer({ REDIS_PREFIX: a.env.REDIS_PREFIX, REALTIME_REVOCATION_SWEEP_SECONDS: '1' }) // one deployment: same Redis, same prefix
   })
   afterAll(async () => {
     closeAll()
@@ -296,11 +303,14 @@ describe.skipIf(!services.redisUrl)(`Socket.IO across two servers sharing Redis 
     expect(watcher.received('room:message')).toEqual([{ n: 9 }, { n: 10 }])
   })
 
-  test('a token revoked on one server is refused by the other', async () => {
+  test("a token revoked on one server is refused by the other, whose open connection of that user is closed by its sweep", async () => {
     const admin = await adminToken(a.url)
     const user = await userWithRole(a.url, 'customer', admin)
-    expect((await connect(b.url, ECHO, user.token)).connected).toBe(true)
+    const open = await connect(b.url, ECHO, user.token)
+    expect(open.connected).toBe(true)
     expect((await client(a.url).patch(`/api/v1/auth/users/${user.id}`, { disabled: true }, admin)).status).toBe(200)
     expect((await refusal(b.url, ECHO, user.token)).data?.code).toBe('TOKEN_REVOKED')
+    await eventually(async () => !open.connected, 3_000) // b sweeps every second here
+    expect(open.connected).toBe(false)
   })
 })

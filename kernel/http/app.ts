@@ -43,7 +43,9 @@ async function readJson(request: Request, limit: number): Promise<unknown> {
     chunks.push(chunk)
   }
   if (size === 0) return undefined
-  const text = Buffer.concat(chunks).toString('utf8')
+  const raw = Buffer.concat(chunks)
+  requestState.get(request).rawBody = raw
+  const text = raw.toString('utf8')
   try {
     return JSON.parse(text)
   } catch {

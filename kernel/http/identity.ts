@@ -11,6 +11,8 @@ export interface Principal {
   /** The subject: a user id. */
   id: string
   roles: string[]
+  /** When the token was issued (ms): a revocation at or after it ends the token. */
+  issuedAt?: number
 }
 
 interface Verified extends Principal {
@@ -25,6 +27,8 @@ export class Identity {
   private readonly jwt
   /** Verified tokens, so a hot token costs a map lookup instead of an HMAC. */
   private readonly memo = new Map<string, Verified>()
+  /** Told at once when this process revokes a subject (other processes find out from the cache). */
+  private readonly revocationListeners = new Set<(subject: string, at: number) => void>()
 
   constructor(
     secret: string,
@@ -44,15 +48,27 @@ export class Identity {
     const [scheme, token] = authorization.split(' ')
     if (scheme?.toLowerCase() !== 'bearer' || !token) throw new Unauthorized('expected "Authorization: Bearer <token>"')
     const verified = await this.verify(token)
-    const revokedAt = await this.cache.get<number>(`revoked:${verified.id}`)
-    if (revokedAt !== undefined && verified.issuedAt <= revokedAt) throw new Unauthorized('token revoked', 'TOKEN_REVOKED')
-    return { id: verified.id, roles: verified.roles }
+    if (await this.isRevoked(verified.id, verified.issuedAt)) throw new Unauthorized('token revoked', 'TOKEN_REVOKED')
+    return { id: verified.id, roles: verified.roles, issuedAt: verified.issuedAt }
+  }
+
+  /** Whether a token of `subject` issued at `issuedAt` has been revoked since (in any process). */
+  async isRevoked(subject: string, issuedAt: number): Promise<boolean> {
+    const revokedAt = await this.cache.get<number>(`revoked:${subject}`)
+    return revokedAt !== undefined && issuedAt <= revokedAt
+  }
+
+  /** Calls `listener` when this process revokes a subject; returns the function that stops it. */
+  onRevoked(listener: (subject: string, at: number) => void): () => void {
+    this.revocationListeners.add(listener)
+    return () => this.revocationListeners.delete(listener)
   }
 
   /** Every token of `subject` issued up to now stops working, in every process. */
   async revokeIssuedBefore(subject: string, at = Date.now()) {
     await this.cache.set(`revoked:${subject}`, at, this.accessTtlSeconds + 60)
     for (const [token, v] of this.memo) if (v.id === subject) this.memo.delete(token)
+    for (const listener of this.revocationListeners) listener(subject, at)
   }
 
   private async verify(token: string): Promise<Verified> {

@@ -8,6 +8,8 @@ export interface RequestState {
   readonly ip: string
   /** Forwarded by this deployment's gateway, which applied the public rate limits already. */
   admitted?: boolean
+  /** The JSON body's bytes as received, for checks over them (webhook signatures). */
+  rawBody?: Uint8Array
   /** The caller of a guarded route, once the guard has accepted its token. */
   principal?: Principal
   /** Set by the idempotency hooks while a keyed request is being answered. */

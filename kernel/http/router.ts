@@ -11,6 +11,9 @@ import type { Cache, RateLimiter } from '../cache'
 import type { Identity, Principal } from './identity'
 import { requestState } from './request-state'
 
+/** The bytes of the request's JSON body as received (empty without a body), for signature checks. */
+export const rawBody = (request: Request): Uint8Array => requestState.get(request).rawBody ?? new Uint8Array()
+
 export interface RouterDeps {
   identity: Identity
   userLimiter: RateLimiter

@@ -44,6 +44,8 @@ export class RealtimeServer {
   private readonly engine: Engine
   private io: Server | undefined
   private adapter: RealtimeAdapter | undefined
+  private revocationSweep: ReturnType<typeof setInterval> | undefined
+  private stopListening: (() => void) | undefined
   readonly edge: RealtimeEdge
 
   constructor(private readonly deps: RealtimeDeps) {
@@ -114,6 +116,15 @@ export class RealtimeServer {
       })
     }
     this.io = io
+    // A token revoked after its handshake ends the connection: at once when this process revoked
+    // it, else at the next sweep (the revocation is in the shared cache).
+    const drop = (subject?: string) => {
+      for (const namespace of this.namespaces.values())
+        namespace.dropRevoked(subject).catch((error) => log.warn({ err: error, namespace: namespace.name }, 'revocation sweep failed'))
+    }
+    this.stopListening = identity.onRevoked((subject) => drop(subject))
+    this.revocationSweep = setInterval(() => drop(), config.REALTIME_REVOCATION_SWEEP_SECONDS * 1000)
+    this.revocationSweep.unref?.()
   }
 
   /**
@@ -127,6 +138,8 @@ export class RealtimeServer {
 
   /** Closes the namespaces and the adapter's connections. */
   async stop() {
+    clearInterval(this.revocationSweep)
+    this.stopListening?.()
     const io = this.io
     this.io = undefined
     for (const namespace of this.namespaces.values()) namespace.detach()

@@ -122,6 +122,36 @@ export class PluginNamespace implements RealtimeNamespace {
     if (this.roles && !this.roles.some((r) => principal.roles.includes(r))) throw new Forbidden(`${this.name} needs one of the roles: ${this.roles.join(', ')}`)
     const user: RealtimeUser = { id: principal.id, roles: principal.roles }
     socket.data.user = user
+    socket.data.issuedAt = principal.issuedAt ?? 0
+  }
+
+  /**
+   * Disconnects this process's sockets whose token was revoked after the handshake (a disabled
+   * user, changed roles), all of them or those of one subject. A disconnect by the server is final:
+   * the client does not reconnect by itself, and a new handshake with the old token is refused.
+   */
+  async dropRevoked(subject?: string): Promise<number> {
+    const nsp = this.nsp
+    if (!nsp) return 0
+    const bySubject = new Map<string, Socket[]>()
+    for (const socket of nsp.sockets.values()) {
+      const id = (socket.data.user as RealtimeUser | undefined)?.id
+      if (!id || (subject !== undefined && id !== subject)) continue
+      const list = bySubject.get(id)
+      if (list) list.push(socket)
+      else bySubject.set(id, [socket])
+    }
+    let dropped = 0
+    for (const [id, sockets] of bySubject) {
+      const oldest = Math.min(...sockets.map((s) => s.data.issuedAt as number))
+      if (!(await this.deps!.identity.isRevoked(id, oldest))) continue
+      for (const socket of sockets) {
+        if (!(await this.deps!.identity.isRevoked(id, socket.data.issuedAt as number))) continue
+        socket.disconnect(true)
+        dropped++
+      }
+    }
+    return dropped
   }
 
   private async connect(socket: Socket) {

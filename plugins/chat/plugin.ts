@@ -13,6 +13,8 @@ import { Deliveries } from './deliveries'
 import { Presence } from './presence'
 import { chatRoutes } from './routes'
 import { schema } from './schema'
+import { CannedResponses } from './canned'
+import { MessageLog } from './messages'
 import { ChatService, type Notify, silent } from './service'
 import { chatNamespace, chatSockets, notifier } from './sockets'
 
@@ -63,7 +65,10 @@ export default definePlugin({
       { maxAttempts: c.CHAT_DELIVERY_MAX_ATTEMPTS, retryBaseMs: c.CHAT_DELIVERY_RETRY_BASE_MS, timeoutMs: c.CHAT_DELIVERY_TIMEOUT_MS },
       ctx.log,
     )
-    const chat = new ChatService({ db: ctx.db, t: ctx.tables, publish: ctx.events.publish, publishAll: ctx.events.publishAll, log: ctx.log, assign, deliveriesQueued: () => deliveries.nudge(), notify: tell })
+    const deps = { db: ctx.db, t: ctx.tables, publish: ctx.events.publish, publishAll: ctx.events.publishAll, log: ctx.log, assign, deliveriesQueued: () => deliveries.nudge(), notify: tell }
+    const canned = new CannedResponses(deps)
+    const messages = new MessageLog(deps, canned)
+    const chat = new ChatService(deps, messages)
     const presence = new Presence(
       ctx.db,
       ctx.tables,
@@ -79,6 +84,7 @@ export default definePlugin({
     notify = notifier(ns)
     chatSockets(ns, {
       chat,
+      messages,
       messagesPerSecond: c.CHAT_MESSAGES_PER_SECOND,
       presence,
       local: s.local,
@@ -99,6 +105,8 @@ export default definePlugin({
     ctx.mount(
       chatRoutes(ctx, {
         chat,
+        messages,
+        canned,
         presence,
         deliveries,
         channels: c.CHAT_CHANNELS,

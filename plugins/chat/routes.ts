@@ -4,6 +4,7 @@
  * inbound channel webhooks and the outbound deliveries (admin).
  */
 import { t } from 'elysia'
+import { rawBody } from '../../kernel/http/router'
 import type { PluginContext } from '../../kernel/plugin'
 import { Conversation, Message } from '../../shared/contracts/chat'
 import { Invalid, NotFound } from '../../shared/errors'
@@ -11,7 +12,9 @@ import { ListQuery, Page, decodeCursor, isString, page } from '../../shared/pagi
 import { type Channels, inboundMessages, verify } from './channels'
 import type { Deliveries } from './deliveries'
 import type { Presence } from './presence'
-import { AGENTS, type ChatService, toCannedView, toConversationView, toMessageView } from './service'
+import { type CannedResponses, toCannedView } from './canned'
+import type { MessageLog } from './messages'
+import { AGENTS, type ChatService, toConversationView, toMessageView } from './service'
 
 const Id = t.String({ minLength: 1, maxLength: 64 })
 const IdParams = t.Object({ id: Id })
@@ -37,11 +40,11 @@ const Delivery = t.Object({
 
 const isSeq = (k: unknown): k is number => Number.isInteger(k) && (k as number) > 0
 
-/** Webhook paths whose raw body is kept for the signature check. */
-const WEBHOOK_PATH = /\/api\/v1\/chat\/channels\/[^/]+\/webhook$/
 
 export interface RouteDeps {
   chat: ChatService
+  messages: MessageLog
+  canned: CannedResponses
   presence: Presence
   deliveries: Deliveries
   channels: Channels
@@ -51,17 +54,11 @@ export interface RouteDeps {
 }
 
 export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
-  const { chat } = d
-  // The app's JSON parser consumes the body before a route sees it; a signature is over the raw
-  // bytes, so webhook requests are teed before parsing (see the note in README, "Chat").
-  const rawBodies = new WeakMap<Request, Request>()
+  const { chat, messages, canned } = d
 
   return (
     ctx
       .router()
-      .onRequest(({ request }) => {
-        if (request.method === 'POST' && WEBHOOK_PATH.test(request.url.split('?', 1)[0])) rawBodies.set(request, request.clone() as Request)
-      })
       // ------------------------------------------------------------------ conversations
       .get(
         '/conversations',
@@ -95,7 +92,7 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         async ({ params, query, principal }) => {
           await chat.visible(principal, params.id)
           const limit = query.limit ?? 50
-          const rows = await chat.history(params.id, limit + 1, decodeCursor(query.cursor, isSeq))
+          const rows = await messages.history(params.id, limit + 1, decodeCursor(query.cursor, isSeq))
           return page(rows, limit, toMessageView, (m) => m.seq)
         },
         {
@@ -110,7 +107,7 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         '/conversations/:id/read-markers',
         async ({ params, principal }) => {
           await chat.visible(principal, params.id)
-          const rows = await chat.readMarkers(params.id)
+          const rows = await messages.readMarkers(params.id)
           return { items: rows.map((r) => ({ userId: r.userId, messageId: r.messageId, seq: r.seq, at: r.at.toISOString() })) }
         },
         {
@@ -123,7 +120,7 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
       .post(
         '/conversations/:id/messages',
         async ({ params, body, principal, set }) => {
-          const { message, fresh } = await chat.send(principal, { conversationId: params.id, ...body })
+          const { message, fresh } = await messages.send(principal, { conversationId: params.id, ...body })
           if (!fresh) set.status = 200
           return toMessageView(message)
         },
@@ -164,18 +161,18 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         '/canned-responses',
         async ({ query }) => {
           const limit = query.limit ?? 50
-          return page(await chat.listCanned(limit + 1, decodeCursor(query.cursor, isString)), limit, toCannedView, (c) => c.shortcut)
+          return page(await canned.list(limit + 1, decodeCursor(query.cursor, isString)), limit, toCannedView, (c) => c.shortcut)
         },
         { auth: [...AGENTS], query: ListQuery, response: { 200: Page(Canned) }, detail: { summary: 'Canned responses, by shortcut' } },
       )
-      .post('/canned-responses', async ({ body, principal }) => toCannedView(await chat.createCanned(principal, body)), {
+      .post('/canned-responses', async ({ body, principal }) => toCannedView(await canned.create(principal, body)), {
         auth: [...AGENTS],
         creates: true,
         body: t.Object({ shortcut: Shortcut, title: Title, body: Body }, { additionalProperties: false }),
         response: { 201: Canned },
         detail: { summary: 'Create a canned response (409 if the shortcut is taken); agents send it with message:send { cannedId }' },
       })
-      .get('/canned-responses/:id', async ({ params }) => toCannedView(await chat.canned(params.id)), {
+      .get('/canned-responses/:id', async ({ params }) => toCannedView(await canned.get(params.id)), {
         auth: [...AGENTS],
         params: IdParams,
         response: { 200: Canned },
@@ -185,7 +182,7 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         '/canned-responses/:id',
         async ({ params, body }) => {
           if (Object.keys(body).length === 0) throw new Invalid('nothing to change', [{ path: '/', message: 'give shortcut, title or body' }])
-          return toCannedView(await chat.updateCanned(params.id, body))
+          return toCannedView(await canned.update(params.id, body))
         },
         {
           auth: [...AGENTS],
@@ -198,7 +195,7 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
       .delete(
         '/canned-responses/:id',
         async ({ params, set }) => {
-          await chat.deleteCanned(params.id)
+          await canned.delete(params.id)
           set.status = 204
         },
         { auth: [...AGENTS], params: IdParams, detail: { summary: 'Delete a canned response' } },
@@ -209,9 +206,8 @@ export function chatRoutes(ctx: PluginContext, d: RouteDeps) {
         async ({ params, request, body }) => {
           const config = d.channels[params.channel]
           if (!config) throw new NotFound(`no channel ${params.channel}`, 'CHANNEL_NOT_FOUND')
-          const copy = rawBodies.get(request)
-          const raw = copy ? new Uint8Array(await copy.arrayBuffer()) : new Uint8Array()
-          verify(config, raw, request.headers, d.toleranceSeconds)
+          // The signature is over the bytes as sent, which the kernel's JSON reader kept.
+          verify(config, rawBody(request), request.headers, d.toleranceSeconds)
           const received = await d.receiveInbound(params.channel, inboundMessages(config, body))
           return { received }
         },

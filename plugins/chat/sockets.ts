@@ -23,6 +23,7 @@ import type { RealtimeNamespace, RealtimeSocket } from '../../kernel/realtime'
 import { Forbidden } from '../../shared/errors'
 import type { Presence } from './presence'
 import { Body, ClientId } from './routes'
+import type { MessageLog } from './messages'
 import { type ChatService, type ConversationRow, isAgentLike, type Notify, toConversationView, toMessageView } from './service'
 
 const AGENTS_ROOM = 'agents'
@@ -34,6 +35,7 @@ const ConversationRef = strict({ conversationId: Id })
 
 export interface SocketDeps {
   chat: ChatService
+  messages: MessageLog
   messagesPerSecond: number
   presence: Presence
   /** agent sockets held by this process (socket id → user id), refreshed in the database */
@@ -63,7 +65,7 @@ export function notifier(ns: RealtimeNamespace): Notify {
 }
 
 export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
-  const { chat, presence } = d
+  const { chat, messages: log, presence } = d
 
   const requireJoined = (socket: RealtimeSocket, conversationId: string) => {
     if (!socket.rooms.has(conversationRoom(conversationId))) throw new Forbidden('join the conversation first (conversation:join)', 'NOT_JOINED')
@@ -94,7 +96,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
   ns.on('conversation:join', { body: strict({ conversationId: Id, since: t.Optional(Id) }) }, async (socket, p) => {
     const conversation = await chat.visible(socket.user, p.conversationId)
     await socket.join(conversationRoom(conversation.id))
-    const { messages, more } = await chat.after(conversation.id, p.since)
+    const { messages, more } = await log.after(conversation.id, p.since)
     return { ok: true, messages: messages.map(toMessageView), more, conversation: toConversationView(conversation) }
   })
 
@@ -107,7 +109,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
     'message:send',
     { body: strict({ conversationId: Id, clientId: ClientId, body: t.Optional(Body), cannedId: t.Optional(Id) }), rateLimit: { points: d.messagesPerSecond, perSeconds: 1 } },
     async (socket, p) => {
-      const { message } = await chat.send(socket.user, p)
+      const { message } = await log.send(socket.user, p)
       return { message: toMessageView(message) }
     },
   )
@@ -120,7 +122,7 @@ export function chatSockets(ns: RealtimeNamespace, d: SocketDeps) {
 
   ns.on('message:read', { body: strict({ conversationId: Id, messageId: Id }) }, async (socket, p) => {
     requireJoined(socket, p.conversationId)
-    const marker = await chat.markRead(socket.user, p.conversationId, p.messageId)
+    const marker = await log.markRead(socket.user, p.conversationId, p.messageId)
     socket.broadcast(conversationRoom(p.conversationId), 'message:read', { conversationId: p.conversationId, userId: socket.user.id, messageId: marker.messageId })
     return { ok: true, messageId: marker.messageId }
   })
