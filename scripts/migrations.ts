@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 
 const root = resolve(import.meta.dir, '..')
 const check = process.argv.includes('--check')
@@ -37,7 +37,8 @@ try {
       )
       const out = join(owner.out, dialect)
       const before = existsSync(out) ? readdirSync(out).length : 0
-      const args = ['generate', '--dialect', dialect === 'postgres' ? 'postgresql' : 'sqlite', '--schema', entry, '--out', out]
+      // Relative: drizzle-kit reads existing snapshots from './' + out, which breaks an absolute path.
+      const args = ['generate', '--dialect', dialect === 'postgres' ? 'postgresql' : 'sqlite', '--schema', entry, '--out', relative(root, out)]
       const proc = Bun.spawnSync([join(root, 'node_modules/.bin/drizzle-kit'), ...args], { cwd: root, stdout: 'pipe', stderr: 'pipe' })
       const text = proc.stdout.toString() + proc.stderr.toString()
       if (proc.exitCode !== 0) {
