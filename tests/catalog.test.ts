@@ -366,7 +366,7 @@ describe(`search (${variant})`, () => {
     const newest = await product({ name: `Newest ${tag}` })
     const r = await find('limit=5')
     expect(r.body.items[0].id).toBe(newest.id)
-    const times = r.body.items.map((p) => p.createdAt)
+    const times = r.body.items.map((p: Product) => p.createdAt)
     expect([...times].sort().reverse()).toEqual(times)
   })
 
@@ -456,7 +456,7 @@ describe(`cursor pages (${variant})`, () => {
       if (sort === 'price_desc') expect(seen.map((p) => p.price)).toEqual([...seen.map((p) => p.price)].sort((a, b) => b - a))
       // One page of everything gives the same order as the pages together.
       const whole = await find(`q=${tag}&sort=${sort}&limit=200`)
-      expect(whole.body.items.map((p) => p.id)).toEqual(ids)
+      expect(whole.body.items.map((p: Product) => p.id)).toEqual(ids)
     })
 
   test('pages without q, filtered by price, are stable too', async () => {
@@ -502,5 +502,22 @@ describe(`inStock from inventory's stock events (${variant})`, () => {
     })
     expect(gone?.body.items).toEqual([])
     expect((await get(`/products/${p.sku}`)).body.available).toBe(0)
+  })
+
+  test('stock announced before the product exists counts once the product is created', async () => {
+    const tag = `zt${Date.now().toString(36)}`
+    const sku = unique('EARLY')
+    const w = unique('W').replace(/[^A-Za-z0-9_-]/g, '')
+    const inv = (path: string, body: unknown) => api.post(`/api/v1/inventory${path}`, body, manager.token)
+    expectStatus(await inv('/warehouses', { code: w, name: 'Early' }), 201)
+    expectStatus(await inv('/items', { sku, name: 'Early bird' }), 201)
+    expectStatus(await inv('/adjustments', { sku, warehouse: w, delta: 5, reason: 'delivery' }), 201)
+    await Bun.sleep(300) // the event is (most likely) handled before the product exists
+    await product({ sku, name: `Early bird ${tag}` })
+    const seen = await eventually(async () => {
+      const r = await get(`/products?q=${tag}&inStock=true`)
+      return r.body.items[0]?.available === 5 ? r : undefined
+    })
+    expect(seen?.body.items.map((p: Product) => p.sku)).toEqual([sku])
   })
 })

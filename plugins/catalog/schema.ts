@@ -31,6 +31,8 @@ export const schema = {
       categoryId: c.text('category_id'),
       attributes: c.json<Record<string, unknown>>('attributes').notNull(),
       active: c.boolean('active').notNull(),
+      /** Units available across warehouses: the sum of `stock` for this SKU, kept here so filters need no join. */
+      available: c.integer('available').notNull().default(0),
       createdAt: c.timestamp('created_at').notNull(),
       updatedAt: c.timestamp('updated_at').notNull(),
     }),

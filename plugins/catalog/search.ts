@@ -7,12 +7,12 @@
  * User text never reaches a query language: it is cut into words (letters, digits and marks), each
  * word becomes a quoted term, and the last one also matches as a prefix ("lapt" finds "laptop").
  */
-import { and, asc, desc, eq, getTableColumns, gte, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, gt, gte, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
 import { encodeCursor } from '../../shared/pagination'
 import { BadRequest, Invalid } from '../../shared/errors'
 import type { CatalogSchema } from './schema'
-import { type ProductView, toProduct } from './service'
+import { type ProductView, toProductView } from './service'
 
 type T = Tables<CatalogSchema>
 
@@ -81,7 +81,7 @@ interface Order {
   valid(key: unknown): boolean
 }
 
-type Row = T['products']['$inferSelect'] & { available: number; score: number | null }
+type Row = T['products']['$inferSelect'] & { score: number | null }
 
 const isNumber = (k: unknown) => typeof k === 'number' && Number.isFinite(k)
 
@@ -157,19 +157,18 @@ export class ProductSearch {
       after = order.direction === 'asc' ? sql`(${order.key}, ${products.id}) > (${order.param(key.k)}, ${key.i})` : sql`(${order.key}, ${products.id}) < (${order.param(key.k)}, ${key.i})`
     }
 
-    const available = sql<number>`(select coalesce(sum(s.available), 0) from catalog_stock s where s.sku = ${products.sku})`
     const where = and(
       query.includeInactive ? undefined : eq(products.active, true),
       text?.where,
       query.minPrice !== undefined ? gte(products.price, query.minPrice) : undefined,
       query.maxPrice !== undefined ? lte(products.price, query.maxPrice) : undefined,
       query.category !== undefined ? inCategory(this.t, query.category) : undefined,
-      query.inStock === true ? sql`${available} > 0` : query.inStock === false ? sql`${available} <= 0` : undefined,
+      query.inStock === true ? gt(products.available, 0) : query.inStock === false ? lte(products.available, 0) : undefined,
       after,
     )
     const direction = order.direction === 'asc' ? asc : desc
     let select = this.db.read
-      .select({ ...getTableColumns(products), available: available.mapWith(Number), score: text ? text.score.mapWith(Number) : sql<null>`null` })
+      .select({ ...getTableColumns(products), score: text ? text.score.mapWith(Number) : sql<null>`null` })
       .from(products)
       .$dynamic()
     if (text?.join) select = select.innerJoin(text.join.table as never, text.join.on)
@@ -182,7 +181,7 @@ export class ProductSearch {
     const items = rows.slice(0, query.limit)
     const last = items[items.length - 1]
     return {
-      items: items.map((r) => ({ ...toProduct(r), available: r.available })),
+      items: items.map(toProductView),
       nextCursor: more && last ? encodeCursor({ s: sort, f: fingerprint, k: order.keyOf(last), i: last.id } satisfies CursorKey) : null,
     }
   }
