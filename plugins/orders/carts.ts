@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, sql } from 'drizzle-orm'
 import type { Call } from '../../kernel/calls'
-import type { Database, Tables } from '../../kernel/db'
+import type { Database, Db, Tables } from '../../kernel/db'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, type ErrorDetail, Invalid, NotFound } from '../../shared/errors'
 import type { OrdersSchema, PricedLine } from './schema'
@@ -62,18 +62,19 @@ export class Carts {
   /** Adds `quantity` of `sku` (to what is there); the product must be active and in the cart's currency. */
   async add(customerId: string, cartId: string, sku: string, quantity: number): Promise<CartView> {
     const cart = await this.requireOpen(customerId, cartId)
-    const [product] = await this.products([sku])
-    if (!product) throw new Invalid(`no product with SKU ${sku}`, [{ path: '/sku', message: 'unknown SKU' }], 'UNKNOWN_SKU')
-    if (!product.active) throw new Invalid(`product ${sku} is not for sale`, [{ path: '/sku', message: 'inactive product' }], 'PRODUCT_INACTIVE')
     const others = (await this.items(cart.id)).filter((i) => i.sku !== sku)
     if (others.length >= MAX_LINES) throw new Invalid(`a cart holds at most ${MAX_LINES} lines`, undefined, 'CART_FULL')
-    const priced = others.length ? await this.products(others.map((i) => i.sku)) : []
-    const foreign = priced.find((p) => p.active && p.currency !== product.currency)
+    // One catalog call prices the new line, checks the currency against the others, and renders the cart.
+    const products = await this.products([sku, ...others.map((i) => i.sku)])
+    const product = products.find((p) => p.sku === sku)
+    if (!product) throw new Invalid(`no product with SKU ${sku}`, [{ path: '/sku', message: 'unknown SKU' }], 'UNKNOWN_SKU')
+    if (!product.active) throw new Invalid(`product ${sku} is not for sale`, [{ path: '/sku', message: 'inactive product' }], 'PRODUCT_INACTIVE')
+    const foreign = products.find((p) => p.sku !== sku && p.active && p.currency !== product.currency)
     if (foreign)
       throw new Invalid(`${sku} is priced in ${product.currency} but the cart is in ${foreign.currency}`, [{ path: '/sku', message: 'another currency' }], 'MIXED_CURRENCIES')
     const { cartItems } = this.d.t
-    await this.d.db.transaction(async (tx) => {
-      await this.touchOpen(tx, cart.id)
+    const updated = await this.d.db.transaction(async (tx) => {
+      const touched = await this.touchOpen(tx, cart.id)
       const [line] = await tx
         .insert(cartItems)
         .values({ cartId: cart.id, sku, quantity, addedAt: new Date() })
@@ -81,8 +82,9 @@ export class Carts {
         .returning()
       if (line.quantity > MAX_LINE_QUANTITY)
         throw new Invalid(`at most ${MAX_LINE_QUANTITY} of one SKU per cart`, [{ path: '/quantity', message: 'too many' }], 'QUANTITY_TOO_LARGE')
+      return touched
     })
-    return this.get(customerId, cartId)
+    return this.view(updated, products)
   }
 
   async setQuantity(customerId: string, cartId: string, sku: string, quantity: number): Promise<CartView> {
@@ -142,14 +144,15 @@ export class Carts {
   }
 
   /** A change only lands while the cart is open (a checkout may have taken it since it was read). */
-  private async touchOpen(tx: Parameters<Parameters<Database['transaction']>[0]>[0], cartId: string) {
+  private async touchOpen(tx: Db, cartId: string): Promise<CartRow> {
     const { carts } = this.d.t
     const [row] = await tx
       .update(carts)
       .set({ updatedAt: new Date() })
       .where(and(eq(carts.id, cartId), eq(carts.status, 'open')))
-      .returning({ id: carts.id })
+      .returning()
     if (!row) throw new Conflict(`cart ${cartId} is checked out`, 'CART_CHECKED_OUT')
+    return row
   }
 
   private items(cartId: string) {
@@ -162,9 +165,12 @@ export class Carts {
     return (await this.d.call('catalog.getProducts', { skus })).items
   }
 
-  private async view(cart: CartRow): Promise<CartView> {
+  /** `known`: products already fetched for this request (any missing are asked for). */
+  private async view(cart: CartRow, known: Product[] = []): Promise<CartView> {
     const items = await this.items(cart.id)
-    const bySku = new Map((await this.products(items.map((i) => i.sku))).map((p) => [p.sku, p]))
+    const bySku = new Map(known.map((p) => [p.sku, p]))
+    const missing = items.map((i) => i.sku).filter((sku) => !bySku.has(sku))
+    for (const p of await this.products(missing)) bySku.set(p.sku, p)
     // The cart's currency is that of its first purchasable line; lines in another one cannot be bought with it.
     const currency = items.map((i) => bySku.get(i.sku)).find((p) => p?.active)?.currency ?? null
     const lines = items.map((item): CartLineView => {

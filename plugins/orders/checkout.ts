@@ -12,7 +12,7 @@
  * and finished (the order exists) or compensated (it does not). Every call is idempotent by the
  * checkout id, so running a step twice has the effect of running it once.
  */
-import { and, desc, eq, inArray, lt, or } from 'drizzle-orm'
+import { and, desc, eq, inArray, lt } from 'drizzle-orm'
 import type { Call } from '../../kernel/calls'
 import type { Database, Tables } from '../../kernel/db'
 import type { Logger } from '../../kernel/log'
@@ -217,7 +217,6 @@ export class CheckoutSaga {
 
   private async step(c: CheckoutRow, cardToken: string | undefined): Promise<CheckoutRow> {
     const step = c.step as Step
-    await this.renew(c)
     if (this.d.settings.pauseBefore === step && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
     switch (step) {
@@ -284,7 +283,7 @@ export class CheckoutSaga {
       const placed = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
       const [row] = await tx
         .update(checkouts)
-        .set({ step: 'complete', orderId: placed.id, updatedAt: now })
+        .set({ step: 'complete', orderId: placed.id, leaseUntil: this.leaseEnd(), updatedAt: now })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.driver, this.me)))
         .returning()
       if (!row) throw lostLease(c.id)
@@ -423,7 +422,7 @@ export class CheckoutSaga {
       tx
         .update(checkouts)
         .set({ driver: this.me, leaseUntil: new Date(now.getTime() + this.d.settings.leaseMs), updatedAt: now })
-        .where(and(eq(checkouts.id, id), inArray(checkouts.status, UNSETTLED), or(lt(checkouts.leaseUntil, now), eq(checkouts.driver, this.me))))
+        .where(and(eq(checkouts.id, id), inArray(checkouts.status, UNSETTLED), lt(checkouts.leaseUntil, now)))
         .returning(),
     )
     if (!row) return undefined
@@ -436,13 +435,17 @@ export class CheckoutSaga {
     return marked
   }
 
+  /** Every step's transition renews the lease, so it only has to outlast one step. */
+  private leaseEnd() {
+    return new Date(Date.now() + this.d.settings.leaseMs)
+  }
+
   private async renew(c: CheckoutRow) {
     const { checkouts } = this.d.t
-    const now = new Date()
     const [row] = await this.d.db.transaction((tx) =>
       tx
         .update(checkouts)
-        .set({ leaseUntil: new Date(now.getTime() + this.d.settings.leaseMs) })
+        .set({ leaseUntil: this.leaseEnd() })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.driver, this.me)))
         .returning({ id: checkouts.id }),
     )
@@ -461,7 +464,7 @@ export class CheckoutSaga {
     const [row] = await this.d.db.transaction((tx) =>
       tx
         .update(checkouts)
-        .set({ ...change, step, updatedAt: new Date() })
+        .set({ ...change, step, leaseUntil: this.leaseEnd(), updatedAt: new Date() })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
         .returning(),
     )

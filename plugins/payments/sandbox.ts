@@ -30,14 +30,15 @@ export class SandboxProvider implements PaymentProvider {
     if (request.token === 'tok_slow') await this.sleep(this.slowMs)
     const status = request.token === 'tok_ok' || request.token === 'tok_slow' ? 'authorized' : 'declined'
     const { sandboxAuthorizations: a } = this.t
-    await this.db.transaction((tx) =>
+    const [made] = await this.db.transaction((tx) =>
       tx
         .insert(a)
         .values({ id: `sbx_${Bun.randomUUIDv7()}`, key: request.key, status, amount: request.amount, createdAt: new Date() })
         // A void that came first spent the key: that tombstone stays and is the answer.
-        .onConflictDoNothing(),
+        .onConflictDoNothing()
+        .returning(),
     )
-    return this.answerFor((await this.authorization(request.key))!)
+    return this.answerFor(made ?? (await this.authorization(request.key))!)
   }
 
   capture(request: { key: string; authorizationId: string; amount: number }) {
