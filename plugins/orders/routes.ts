@@ -227,10 +227,9 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
         response: { 200: OrderView },
         detail: { summary: 'An order: lines with prices and warehouse allocation, totals, payment summary, status history and returns' },
       })
-      .post('/orders/:id/cancel', ({ principal, params, body }) => orders.cancel(actor(principal), params.id, body?.reason), {
+      .post('/orders/:id/cancel', ({ principal, params }) => orders.cancel(actor(principal), params.id), {
         auth: true,
         params: IdParams,
-        body: t.Optional(Strict({ reason: t.Optional(t.String({ maxLength: 500 })) })),
         response: { 200: OrderView },
         detail: { summary: 'Cancel before shipping (its customer or a manager): the goods go back on hand and the whole amount is refunded; 409 naming the status otherwise' },
       })

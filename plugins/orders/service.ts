@@ -111,11 +111,11 @@ export class OrderService {
   }
 
   /** Before shipping, by its customer or a manager: the goods go back on hand and the whole amount is refunded. */
-  async cancel(actor: Actor, id: string, reason?: string): Promise<OrderView> {
+  async cancel(actor: Actor, id: string): Promise<OrderView> {
     const order = await this.visible(actor, id)
     const lines = await this.lines(this.d.db.read, id)
     const effect = await this.d.db.transaction(async (tx) => {
-      await this.transition(tx, order, 'cancelled', actor.id, reason ?? null)
+      await this.transition(tx, order, 'cancelled', actor.id, actor.manager ? 'cancelled by a manager' : 'cancelled by the customer')
       return this.d.effects.record(tx, {
         kind: 'cancel',
         orderId: id,
