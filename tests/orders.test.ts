@@ -226,6 +226,7 @@ describe(`returns (${variant})`, () => {
     const { order, sku, customer } = await delivered(2)
     const stranger = await shop.customer()
     expectError(await ask(order.id, stranger.token, [{ sku, quantity: 1 }]), 404, 'ORDER_NOT_FOUND')
+    expectError(await ask(order.id, shop.manager.token, [{ sku, quantity: 1 }]), 403)
     expectError(await ask(order.id, customer.token, [{ sku: 'OTHER', quantity: 1 }]), 422, 'UNKNOWN_LINE')
     expectError(await ask(order.id, customer.token, [{ sku, quantity: 1 }, { sku, quantity: 1 }]), 422, 'DUPLICATE_LINE')
     for (const [lines, reason] of [

@@ -9,7 +9,7 @@ import type { Call } from '../../kernel/calls'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { OrderStatus } from '../../shared/contracts/orders'
-import { AppError, Conflict, Invalid, NotFound } from '../../shared/errors'
+import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../../shared/errors'
 import type { SideEffects } from './effects'
 import type { OrdersSchema, ShippingAddress } from './schema'
 
@@ -132,7 +132,8 @@ export class OrderService {
 
   /** A customer asks to send back lines of a delivered order: never more than bought minus already returned. */
   async requestReturn(actor: Actor, id: string, request: { lines: { sku: string; quantity: number }[]; reason: string }): Promise<ReturnView> {
-    const order = await this.visible({ ...actor, manager: false }, id)
+    const order = await this.visible(actor, id)
+    if (order.customerId !== actor.id) throw new Forbidden('a return is asked for by the customer who bought the order')
     const seen = new Set<string>()
     request.lines.forEach((l, i) => {
       if (seen.has(l.sku)) throw new Invalid(`SKU ${l.sku} appears on more than one line`, [{ path: `/lines/${i}/sku`, message: 'duplicate SKU' }], 'DUPLICATE_LINE')
