@@ -1,10 +1,15 @@
 /**
  * Checkout throughput: orders per second through the whole saga (reserve → authorize → place →
- * commit + capture) on the all-in-one server with SQLite, N customers at a time, each looping
- * cart → add a line → checkout. Afterwards the stock is checked against what was sold: no
+ * commit + capture) on the all-in-one server with SQLite, N customers checking out at a time.
+ * Afterwards the stock is checked against what was sold: no
  * oversell, nothing left reserved.
  *
- *   bun scripts/bench/checkout.ts [--concurrency 16,64] [--duration 10] [--warmup 2] [--skus 20] [--min-rate 200] [--profile <dir>]
+ *   bun scripts/bench/checkout.ts [--concurrency 16,64] [--orders 10] [--skus 20] [--min-rate 200] [--profile <dir>]
+ *                                 [--journey [--duration 10] [--warmup 2]]
+ *
+ * By default each customer's carts are filled first, untimed, then only the checkouts (the saga)
+ * are timed: --orders per customer, after one untimed warm-up order each. --journey times the whole
+ * customer journey instead (create a cart, add the line, check out), for --duration seconds.
  *
  * --profile writes the server's CPU profile (Bun's --cpu-prof, plus a markdown summary) to <dir>.
  *
@@ -36,6 +41,8 @@ const { values: args } = parseArgs({
     skus: { type: 'string', default: '20' },
     'min-rate': { type: 'string', default: '200' },
     profile: { type: 'string' },
+    orders: { type: 'string', default: '10' },
+    journey: { type: 'boolean', default: false },
   },
 })
 const levels = args.concurrency!.split(',').map(Number)
@@ -43,6 +50,8 @@ const durationMs = Number(args.duration) * 1000
 const warmupMs = Number(args.warmup) * 1000
 const skuCount = Number(args.skus)
 const minRate = Number(args['min-rate'])
+const ordersPerCustomer = Number(args.orders)
+const journey = args.journey!
 
 interface Reply {
   status: number
@@ -98,33 +107,56 @@ async function main() {
       let ok = 0
       let outOfStock = 0
       let failed = 0
-      let measuring = false
-      const stopAt = Date.now() + warmupMs + durationMs
-      setTimeout(() => (measuring = true), warmupMs)
-      const startedAt = Date.now() + warmupMs
-      let cpuAtStart = 0
-      setTimeout(() => (cpuAtStart = cpuMs(server.pid)), warmupMs)
-      await Promise.all(
-        customers.slice(0, concurrency).map(async (token) => {
-          while (Date.now() < stopAt) {
-            const n = orderNo++
-            const lines: [string, number][] = [[skus[n % skus.length], 1]]
-            if (n % 10 === 0) lines.push([scarce, 1])
-            const t0 = performance.now()
-            const r = await checkout(url, token, lines, `bench-${n}`)
-            const ms = performance.now() - t0
-            if (r.status === 201) for (const [sku, q] of lines) sold.set(sku, (sold.get(sku) ?? 0) + q)
-            else if (r.status === 409 && lines.length > 1) scarceRefused++
-            if (!measuring) continue
-            latencies.push(ms)
-            if (r.status === 201) ok++
-            else if (r.status === 409) outOfStock++
-            else failed++
-          }
-        }),
-      )
-      const seconds = (Date.now() - startedAt) / 1000
-      const cpuPerOrder = ok ? (cpuMs(server.pid) - cpuAtStart) / ok : NaN
+      /** One order: its lines, and a cart already holding them unless the cart is part of what is timed. */
+      const prepare = async (token: string) => {
+        const n = orderNo++
+        const lines: [string, number][] = [[skus[n % skus.length], 1]]
+        if (n % 10 === 0) lines.push([scarce, 1])
+        return { n, lines, cartId: journey ? undefined : await fillCart(url, token, lines) }
+      }
+      const place = async (token: string, order: Awaited<ReturnType<typeof prepare>>, timed: boolean) => {
+        const t0 = performance.now()
+        const r = order.cartId ? await checkoutCart(url, token, order.cartId, `bench-${order.n}`) : await journeyOf(url, token, order.lines, `bench-${order.n}`)
+        const ms = performance.now() - t0
+        if (r.status === 201) for (const [sku, q] of order.lines) sold.set(sku, (sold.get(sku) ?? 0) + q)
+        else if (r.status === 409 && order.lines.length > 1) scarceRefused++
+        if (!timed) return
+        latencies.push(ms)
+        if (r.status === 201) ok++
+        else if (r.status === 409) outOfStock++
+        else failed++
+      }
+      const buyers = customers.slice(0, concurrency)
+      let seconds: number
+      let cpu: number
+      if (journey) {
+        // The whole journey is timed: cart, line, checkout, for --duration after --warmup.
+        const warmEnd = Date.now() + warmupMs
+        const stopAt = warmEnd + durationMs
+        let cpuAtStart = NaN
+        setTimeout(() => (cpuAtStart = cpuMs(server.pid)), warmupMs)
+        await Promise.all(buyers.map(async (token) => {
+          while (Date.now() < stopAt) await place(token, await prepare(token), Date.now() >= warmEnd)
+        }))
+        seconds = (Date.now() - warmEnd) / 1000
+        cpu = cpuMs(server.pid) - cpuAtStart
+      } else {
+        // Carts are filled first (untimed), then only the checkouts are timed: --orders per customer, after a warm-up order each.
+        await Promise.all(buyers.map(async (token) => place(token, await prepare(token), false)))
+        const queues = await Promise.all(buyers.map(async (token) => {
+          const orders = []
+          for (let i = 0; i < ordersPerCustomer; i++) orders.push(await prepare(token))
+          return orders
+        }))
+        const cpuAtStart = cpuMs(server.pid)
+        const t0 = Date.now()
+        await Promise.all(buyers.map(async (token, i) => {
+          for (const order of queues[i]) await place(token, order, true)
+        }))
+        seconds = (Date.now() - t0) / 1000
+        cpu = cpuMs(server.pid) - cpuAtStart
+      }
+      const cpuPerOrder = ok ? cpu / ok : NaN
       const rate = ok / seconds
       best = Math.max(best, rate)
       latencies.sort((a, b) => a - b)
@@ -147,7 +179,8 @@ async function main() {
     const active = (await request(url, 'GET', '/api/v1/inventory/reservations?status=active&limit=1', undefined, admin)).body.items.length
     if (active) problems.push('active reservations left behind')
 
-    console.log(`\ncheckout throughput, all-in-one, SQLite, ${skuCount} SKUs + 1 scarce (${SCARCE} units), ${args.duration} s per level after ${args.warmup} s warm-up\n`)
+    const what = journey ? `the whole journey (cart, line, checkout) timed for ${args.duration} s after ${args.warmup} s` : `checkouts of filled carts, ${ordersPerCustomer} per customer`
+    console.log(`\ncheckout throughput, all-in-one, SQLite, ${skuCount} SKUs + 1 scarce (${SCARCE} units): ${what}\n`)
     const head = ['customers', 'orders', '409', 'errors', 'orders/s', 'p50 ms', 'p99 ms', 'server CPU ms/order', 'orders/s per busy core']
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
     const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i])).join(' | ')} |`
@@ -173,16 +206,25 @@ function cpuMs(pid: number): number {
   }
 }
 
-async function checkout(url: string, token: string, lines: [string, number][], key: string): Promise<Reply> {
+/** A new cart holding the lines. */
+async function fillCart(url: string, token: string, lines: [string, number][]): Promise<string> {
   const cart = await request(url, 'POST', '/api/v1/orders/carts', undefined, token)
-  if (cart.status !== 201) return cart
+  if (cart.status !== 201) throw new Error(`cart: ${cart.status} ${JSON.stringify(cart.body)}`)
   for (const [sku, quantity] of lines) {
     const added = await request(url, 'POST', `/api/v1/orders/carts/${cart.body.id}/items`, { sku, quantity }, token)
-    if (added.status !== 201) return added
+    if (added.status !== 201) throw new Error(`cart line: ${added.status} ${JSON.stringify(added.body)}`)
   }
-  return request(url, 'POST', `/api/v1/orders/carts/${cart.body.id}/checkout`, { payment: { method: 'card', token: 'tok_ok' }, shippingAddress: ADDRESS }, token, {
+  return cart.body.id
+}
+
+function checkoutCart(url: string, token: string, cartId: string, key: string): Promise<Reply> {
+  return request(url, 'POST', `/api/v1/orders/carts/${cartId}/checkout`, { payment: { method: 'card', token: 'tok_ok' }, shippingAddress: ADDRESS }, token, {
     'idempotency-key': key,
   })
+}
+
+async function journeyOf(url: string, token: string, lines: [string, number][], key: string): Promise<Reply> {
+  return checkoutCart(url, token, await fillCart(url, token, lines), key)
 }
 
 async function register(url: string, count: number): Promise<string[]> {
