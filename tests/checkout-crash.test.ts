@@ -133,4 +133,29 @@ describe(`checkout crash recovery (${variant})`, () => {
     expect(again.body.payment.status).toBe('captured')
     expect((await shop.api.get('/api/v1/orders/orders', customer.token)).body.items.length).toBe(1)
   }, 60_000)
+
+  test('two replicas on one database: when one dies mid-saga, the other finishes it (and only it)', async () => {
+    const env = await environment({ ORDERS_CHECKOUT_LEASE_MS: '2000' })
+    const dying = await spawn({ ...env, ORDERS_TEST_PAUSE_BEFORE: 'complete', ORDERS_TEST_PAUSE_MS: '60000' })
+    const survivor = await spawn({ ...env, PORT: String(await freePort()), MQTT_PORT: String(await freePort()) })
+    const shop = await openShop(dying.url)
+    const w = await shop.warehouse()
+    const sku = await shop.product({ price: 999, stock: { [w]: 3 } })
+    const customer = await shop.customer()
+    const cartId = await shop.cart(customer.token, [[sku, 1]])
+    void shop.checkout(customer.token, cartId).catch(() => undefined)
+    expect(await eventually(async () => (await shop.api.get('/api/v1/orders/orders', customer.token)).body.items[0])).toBeTruthy()
+    await kill(dying)
+
+    const other = await openShop(survivor.url)
+    const done = await eventually(async () => {
+      const [c] = await other.checkouts(customer.token, cartId)
+      return c.status === 'completed' ? c : undefined
+    }, 20_000)
+    expect(done).toBeTruthy()
+    expect(await other.level(sku, w)).toEqual({ sku, warehouse: w, onHand: 2, reserved: 0, available: 2 })
+    const payment = await other.payment(done!.paymentId!)
+    expect(payment.events.map((e) => e.kind)).toEqual(['authorized', 'captured'])
+    expect((await other.movements(sku)).map((m) => m.delta)).toEqual([-1, 3])
+  }, 60_000)
 })
