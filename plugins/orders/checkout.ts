@@ -302,7 +302,7 @@ export class CheckoutSaga {
       throw error
     }
     await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
-    const { checkouts, orders } = this.d.t
+    const { checkouts } = this.d.t
     return this.d.db.transaction(async (tx) => {
       const [row] = await tx
         .update(checkouts)
@@ -310,8 +310,7 @@ export class CheckoutSaga {
         .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
         .returning()
       if (!row) throw lostLease(c.id)
-      const [order] = await tx.select().from(orders).where(eq(orders.id, c.orderId!))
-      await this.d.publish('order.placed', { orderId: order.id, customerId: order.customerId, status: order.status as 'paid', total: order.total, currency: order.currency })
+      await this.d.publish('order.placed', { orderId: c.orderId!, customerId: c.customerId, status: 'paid', total: c.total, currency: c.currency })
       return row
     })
   }
