@@ -7,7 +7,7 @@
  * User text never reaches a query language: it is cut into words (letters, digits and marks), each
  * word becomes a quoted term, and the last one also matches as a prefix ("lapt" finds "laptop").
  */
-import { and, asc, desc, eq, getTableColumns, gt, gte, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
 import { encodeCursor } from '../../shared/pagination'
 import { BadRequest, Invalid } from '../../shared/errors'
@@ -140,6 +140,8 @@ export class ProductSearch {
     // A query with no words in it (only punctuation, say) matches nothing rather than everything.
     if (q !== undefined && terms.length === 0) return { items: [], nextCursor: null }
 
+    const categoryIds = query.category === undefined ? undefined : await this.categoryAndBelow(query.category)
+    if (categoryIds?.length === 0) return { items: [], nextCursor: null }
     const text = terms.length ? textMatch(this.db.dialect, products, terms) : undefined
     const sort: Sort = query.sort === undefined || (query.sort === 'relevance' && !text) ? (text ? 'relevance' : 'newest') : query.sort
     const order = orders(products, text?.score)[sort]!
@@ -162,7 +164,7 @@ export class ProductSearch {
       text?.where,
       query.minPrice !== undefined ? gte(products.price, query.minPrice) : undefined,
       query.maxPrice !== undefined ? lte(products.price, query.maxPrice) : undefined,
-      query.category !== undefined ? inCategory(this.t, query.category) : undefined,
+      categoryIds ? inArray(products.categoryId, categoryIds) : undefined,
       query.inStock === true ? gt(products.available, 0) : query.inStock === false ? lte(products.available, 0) : undefined,
       after,
     )
@@ -185,16 +187,21 @@ export class ProductSearch {
       nextCursor: more && last ? encodeCursor({ s: sort, f: fingerprint, k: order.keyOf(last), i: last.id } satisfies CursorKey) : null,
     }
   }
-}
 
-/** The category (by id, else by slug) and every category under it, as one recursive subquery. */
-function inCategory(t: T, category: string): SQL {
-  const { products, categories } = t
-  return sql`${products.categoryId} in (
-    with recursive tree(id) as (
-      select id from ${categories}
-      where id = ${category} or (slug = ${category} and not exists (select 1 from ${categories} where id = ${category}))
-      union
-      select c.id from ${categories} c join tree on c.parent_id = tree.id
-    ) select id from tree)`
+  /**
+   * The category (by id, else by slug) and every category under it. Read as a list first, not as a
+   * subquery: the planner then knows how many products the filter leaves (a leaf or a department),
+   * and picks between walking a sort index and sorting the category's products.
+   */
+  private async categoryAndBelow(idOrSlug: string): Promise<string[]> {
+    const { categories } = this.t
+    const tree = await this.db.read.select({ id: categories.id, slug: categories.slug, parentId: categories.parentId }).from(categories)
+    const root = tree.find((c) => c.id === idOrSlug) ?? tree.find((c) => c.slug === idOrSlug)
+    if (!root) return []
+    const children = new Map<string, string[]>()
+    for (const c of tree) if (c.parentId) children.set(c.parentId, [...(children.get(c.parentId) ?? []), c.id])
+    const found = new Set([root.id])
+    for (const id of found) for (const child of children.get(id) ?? []) found.add(child)
+    return [...found]
+  }
 }
