@@ -244,8 +244,18 @@ describe(`products (${variant})`, () => {
       { ...good, attributes: [] },
       { ...good, extra: true },
       { sku, name: 'x', price: 100 },
+      // NUL cannot be stored (PostgreSQL), so it is refused everywhere.
+      { ...good, sku: `${sku}\u0000` },
+      { ...good, name: 'nul\u0000' },
+      { ...good, description: '\u0000' },
+      { ...good, attributes: { color: 'red\u0000' } },
+      { ...good, attributes: { 'k\u0000': 'red' } },
+      { ...good, attributes: { ['k'.repeat(65)]: 'red' } },
     ])
       expectError(await post('/products', body), 422)
+    expectError(await get('/products/%00'), 422)
+    expectError(await get('/categories/a%00b'), 422)
+    expectError(await get('/categories?parentId=%00'), 422)
     expectError(await post('/products', { ...good, currency: 'XQQ' }), 422, 'UNKNOWN_CURRENCY')
     expectError(await post('/products', { ...good, categoryId: 'no-such-category' }), 422, 'CATEGORY_NOT_FOUND')
     expectError(await get(`/products/${sku}`, manager.token), 404)
@@ -429,6 +439,12 @@ describe(`search (${variant})`, () => {
     expect(first.body.nextCursor).not.toBeNull()
     expectError(await get(`/products?q=${tag}&limit=1&sort=price_desc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
     expectError(await get(`/products?q=${tag}x&limit=1&sort=price_asc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
+    // A cursor edited by hand (a key of the wrong type, a NUL in the id) is refused, not run.
+    const key = JSON.parse(Buffer.from(first.body.nextCursor, 'base64url').toString())
+    for (const forged of [{ ...key, k: 1.5 }, { ...key, k: 'x' }, { ...key, i: 'a\u0000' }, { ...key, i: 7 }, { ...key, k: 1e300 }]) {
+      const cursor = Buffer.from(JSON.stringify(forged)).toString('base64url')
+      expectError(await get(`/products?q=${tag}&limit=1&sort=price_asc&cursor=${cursor}`), 400, 'INVALID_CURSOR')
+    }
   })
 })
 

@@ -84,9 +84,12 @@ interface Order {
 type Row = T['products']['$inferSelect'] & { score: number | null }
 
 const isNumber = (k: unknown) => typeof k === 'number' && Number.isFinite(k)
+const isInteger = (k: unknown) => Number.isSafeInteger(k)
+/** A string a query may carry (PostgreSQL refuses NUL in text). */
+const isText = (k: unknown, maxLength: number): k is string => typeof k === 'string' && k.length <= maxLength && !k.includes('\u0000')
 
 function orders(products: T['products'], score: SQL<number> | undefined): Record<Sort, Order | undefined> {
-  const byNumber = (key: SQLWrapper, direction: 'asc' | 'desc', keyOf: (r: Row) => number): Order => ({ key, direction, keyOf, param: (k) => k, valid: isNumber })
+  const byNumber = (key: SQLWrapper, direction: 'asc' | 'desc', keyOf: (r: Row) => number, valid = isNumber): Order => ({ key, direction, keyOf, param: (k) => k, valid })
   return {
     relevance: score && byNumber(score, 'asc', (r) => r.score ?? 0),
     newest: {
@@ -94,11 +97,11 @@ function orders(products: T['products'], score: SQL<number> | undefined): Record
       direction: 'desc',
       keyOf: (r) => r.createdAt.getTime(),
       param: (k) => sql.param(new Date(k as number), products.createdAt),
-      valid: (k) => isNumber(k) && Math.abs(k as number) < 8.64e15,
+      valid: (k) => isInteger(k) && Math.abs(k as number) < 8.64e15,
     },
-    price_asc: byNumber(products.price, 'asc', (r) => r.price),
-    price_desc: byNumber(products.price, 'desc', (r) => r.price),
-    name: { key: products.name, direction: 'asc', keyOf: (r) => r.name, param: (k) => k, valid: (k) => typeof k === 'string' && k.length <= 1000 },
+    price_asc: byNumber(products.price, 'asc', (r) => r.price, isInteger),
+    price_desc: byNumber(products.price, 'desc', (r) => r.price, isInteger),
+    name: { key: products.name, direction: 'asc', keyOf: (r) => r.name, param: (k) => k, valid: (k) => isText(k, 1000) },
   }
 }
 
@@ -121,7 +124,7 @@ function decodeKey(cursor: string): CursorKey {
     throw badCursor()
   }
   const k = key as CursorKey
-  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || typeof k.i !== 'string' || k.i.length > 64) throw badCursor()
+  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || !isText(k.i, 64)) throw badCursor()
   return k
 }
 
