@@ -62,7 +62,7 @@ const ProductOut = t.Composite([Product, t.Object({ available: t.Integer({ descr
 // UnionEnum in with its first value when the parameter is absent, turning "no filter" into a filter.
 const Sort = t.Union(
   SORTS.map((s) => t.Literal(s)),
-  { description: 'relevance (default with q), newest (default otherwise), price_asc, price_desc, name; ties are broken by id' },
+  { description: 'relevance (default with q; without q it means newest), newest (default otherwise), price_asc, price_desc, name; ties are broken by id' },
 )
 const ProductListQuery = t.Composite([
   ListQuery,
