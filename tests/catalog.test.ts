@@ -363,6 +363,22 @@ describe(`search (${variant})`, () => {
     expect(skus(await find(`q=${tag}&category=no-such-category`))).toEqual([])
   })
 
+  test('browsing a category tree without q: each sort, page by page, merges the categories in order', async () => {
+    const expected: Record<string, string[]> = {
+      price_asc: [sleeve.sku, laptop.sku],
+      price_desc: [laptop.sku, sleeve.sku],
+      name: [sleeve.sku, laptop.sku],
+      newest: [sleeve.sku, laptop.sku],
+    }
+    for (const [sort, order] of Object.entries(expected)) {
+      expect(skus(await find(`category=${electronics.id}&sort=${sort}`))).toEqual(order)
+      expect((await everything(`category=${electronics.slug}&sort=${sort}`, undefined, 1)).map((p) => p.sku)).toEqual(order)
+    }
+    const all = await everything(`category=${electronics.id}&sort=price_desc`, manager.token, 1)
+    expect(all.map((p) => p.sku)).toEqual([laptop.sku, hidden.sku, sleeve.sku])
+    expect(skus(await find(`category=${electronics.id}&sort=price_asc&minPrice=3000`))).toEqual([laptop.sku])
+  })
+
   test('price range and sorts', async () => {
     expect(skus(await find(`q=${tag}&minPrice=2000&maxPrice=99900&sort=price_asc`))).toEqual([sleeve.sku, laptop.sku])
     expect(skus(await find(`q=${tag}&maxPrice=2499&sort=price_desc`))).toEqual([bag.sku])
