@@ -184,6 +184,20 @@ const FEATURES = [
 ]
 const USES = ['at home', 'at the office', 'on the trail', 'in the kitchen', 'on the go', 'for weekends away', 'for the whole family', 'in every weather']
 
+/** Words a shopper would type into this catalog, for benchmarks. */
+export function vocabulary() {
+  const tree = categoryTree()
+  return {
+    types: [...new Set(tree.leaves.map((l) => l.type.name))],
+    brands: [...new Set(Object.values(TREE).flatMap((d) => d.brands))],
+    colors: COLORS,
+    adjectives: ADJECTIVES,
+    departments: tree.categories.filter((c) => c.parentSlug === null).map((c) => c.slug),
+    groups: tree.categories.filter((c) => c.parentSlug !== null && tree.categories.some((x) => x.parentSlug === c.slug)).map((c) => c.slug),
+    leaves: tree.leaves.map((l) => l.slug),
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // the generator
 // ------------------------------------------------------------------------------------------------
@@ -283,16 +297,29 @@ export function productAt(i: number, count: number, leaves: Leaf[]): SeedProduct
 }
 
 /** Seeds `databaseUrl`; returns how many categories and products were added. */
-export async function seedCatalog(databaseUrl: string, options: { count: number; reset?: boolean; log?: (line: string) => void }) {
+export async function seedCatalog(
+  databaseUrl: string,
+  options: {
+    count: number
+    reset?: boolean
+    log?: (line: string) => void
+    /**
+     * Benchmarks only: writes the stock projection as if inventory had announced stock for most
+     * SKUs, so that `inStock` filters have something to find. Never used by the command line.
+     */
+    simulateStock?: boolean
+  },
+) {
   const log = options.log ?? (() => {})
   const db = openDatabase(databaseUrl)
   try {
     await db.migrate(join(MIGRATIONS, db.dialect), '__migrations_catalog')
-    const { categories, products } = materialize(schema, db.dialect)
+    const { categories, products, stock } = materialize(schema, db.dialect)
     if (options.reset) {
       await db.transaction(async (tx) => {
         await tx.delete(products)
         await tx.delete(categories)
+        if (options.simulateStock) await tx.delete(stock)
       })
       log('reset: every product and category deleted')
     }
@@ -320,8 +347,12 @@ export async function seedCatalog(databaseUrl: string, options: { count: number;
     const started = performance.now()
     for (let from = 0; from < options.count; from += BATCH) {
       const rows = []
+      const levels = []
       for (let i = from; i < Math.min(options.count, from + BATCH); i++) {
         const p = productAt(i, options.count, tree.leaves)
+        // Four in five SKUs in stock, the rest sold out.
+        const available = options.simulateStock && i % 5 !== 0 ? 1 + (i % 37) : 0
+        if (options.simulateStock) levels.push({ sku: p.sku, warehouse: 'SIM', available, eventId: '0' })
         rows.push({
           id: Bun.randomUUIDv7(),
           sku: p.sku,
@@ -332,11 +363,13 @@ export async function seedCatalog(databaseUrl: string, options: { count: number;
           categoryId: ids.get(p.categorySlug) ?? null,
           attributes: p.attributes,
           active: p.active,
+          available,
           createdAt: p.createdAt,
           updatedAt: p.createdAt,
         })
       }
       addedProducts += (await db.insertMany(products, rows, { onConflictDoNothing: true, returning: 'id' })).length
+      await db.insertMany(stock, levels, { onConflictDoNothing: true })
       log(`products: ${Math.min(options.count, from + BATCH)} / ${options.count} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
     }
     // Fresh planner statistics: the right index for each filter from the first query on.

@@ -42,7 +42,10 @@ export const schema = {
       c.index('catalog_products_newest').on(t.createdAt, t.id),
       c.index('catalog_products_price').on(t.price, t.id),
       c.index('catalog_products_name').on(t.name, t.id),
+      // Per category, in each sort order: a category's first page is read off these, not sorted.
       c.index('catalog_products_category').on(t.categoryId, t.createdAt, t.id),
+      c.index('catalog_products_category_price').on(t.categoryId, t.price, t.id),
+      c.index('catalog_products_category_name').on(t.categoryId, t.name, t.id),
     ],
   ),
   /**

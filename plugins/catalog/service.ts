@@ -196,6 +196,7 @@ export class CatalogService {
 
   async createProduct(input: NewProduct): Promise<ProductView> {
     checkCurrency(input.currency)
+    checkAttributes(input.attributes)
     const { products } = this.t
     const now = new Date()
     return this.db.transaction(async (tx) => {
@@ -230,6 +231,7 @@ export class CatalogService {
   /** Changes what is given (null clears the category); by id or by SKU. */
   async updateProduct(idOrSku: string, change: ProductChange): Promise<ProductView> {
     if (change.currency !== undefined) checkCurrency(change.currency)
+    checkAttributes(change.attributes)
     const { products } = this.t
     return this.db.transaction(async (tx) => {
       const current = await this.findProduct(tx, idOrSku)
@@ -272,6 +274,12 @@ export class CatalogService {
       .where(or(eq(products.id, idOrSku), eq(products.sku, idOrSku)))
     return rows.find((r) => r.id === idOrSku) ?? rows[0]
   }
+}
+
+function checkAttributes(attributes: Record<string, unknown> | undefined) {
+  for (const key of Object.keys(attributes ?? {}))
+    if (key.length === 0 || key.length > 64 || key.includes('\u0000'))
+      throw new Invalid('attribute names must be 1 to 64 characters', [{ path: '/attributes', message: `bad attribute name ${JSON.stringify(key.slice(0, 70))}` }])
 }
 
 function checkCurrency(currency: string) {
