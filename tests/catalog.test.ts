@@ -244,8 +244,18 @@ describe(`products (${variant})`, () => {
       { ...good, attributes: [] },
       { ...good, extra: true },
       { sku, name: 'x', price: 100 },
+      // NUL cannot be stored (PostgreSQL), so it is refused everywhere.
+      { ...good, sku: `${sku}\u0000` },
+      { ...good, name: 'nul\u0000' },
+      { ...good, description: '\u0000' },
+      { ...good, attributes: { color: 'red\u0000' } },
+      { ...good, attributes: { 'k\u0000': 'red' } },
+      { ...good, attributes: { ['k'.repeat(65)]: 'red' } },
     ])
       expectError(await post('/products', body), 422)
+    expectError(await get('/products/%00'), 422)
+    expectError(await get('/categories/a%00b'), 422)
+    expectError(await get('/categories?parentId=%00'), 422)
     expectError(await post('/products', { ...good, currency: 'XQQ' }), 422, 'UNKNOWN_CURRENCY')
     expectError(await post('/products', { ...good, categoryId: 'no-such-category' }), 422, 'CATEGORY_NOT_FOUND')
     expectError(await get(`/products/${sku}`, manager.token), 404)
@@ -353,6 +363,22 @@ describe(`search (${variant})`, () => {
     expect(skus(await find(`q=${tag}&category=no-such-category`))).toEqual([])
   })
 
+  test('browsing a category tree without q: each sort, page by page, merges the categories in order', async () => {
+    const expected: Record<string, string[]> = {
+      price_asc: [sleeve.sku, laptop.sku],
+      price_desc: [laptop.sku, sleeve.sku],
+      name: [sleeve.sku, laptop.sku],
+      newest: [sleeve.sku, laptop.sku],
+    }
+    for (const [sort, order] of Object.entries(expected)) {
+      expect(skus(await find(`category=${electronics.id}&sort=${sort}`))).toEqual(order)
+      expect((await everything(`category=${electronics.slug}&sort=${sort}`, undefined, 1)).map((p) => p.sku)).toEqual(order)
+    }
+    const all = await everything(`category=${electronics.id}&sort=price_desc`, manager.token, 1)
+    expect(all.map((p) => p.sku)).toEqual([laptop.sku, hidden.sku, sleeve.sku])
+    expect(skus(await find(`category=${electronics.id}&sort=price_asc&minPrice=3000`))).toEqual([laptop.sku])
+  })
+
   test('price range and sorts', async () => {
     expect(skus(await find(`q=${tag}&minPrice=2000&maxPrice=99900&sort=price_asc`))).toEqual([sleeve.sku, laptop.sku])
     expect(skus(await find(`q=${tag}&maxPrice=2499&sort=price_desc`))).toEqual([bag.sku])
@@ -366,7 +392,7 @@ describe(`search (${variant})`, () => {
     const newest = await product({ name: `Newest ${tag}` })
     const r = await find('limit=5')
     expect(r.body.items[0].id).toBe(newest.id)
-    const times = r.body.items.map((p) => p.createdAt)
+    const times = r.body.items.map((p: Product) => p.createdAt)
     expect([...times].sort().reverse()).toEqual(times)
   })
 
@@ -429,6 +455,12 @@ describe(`search (${variant})`, () => {
     expect(first.body.nextCursor).not.toBeNull()
     expectError(await get(`/products?q=${tag}&limit=1&sort=price_desc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
     expectError(await get(`/products?q=${tag}x&limit=1&sort=price_asc&cursor=${first.body.nextCursor}`), 400, 'INVALID_CURSOR')
+    // A cursor edited by hand (a key of the wrong type, a NUL in the id) is refused, not run.
+    const key = JSON.parse(Buffer.from(first.body.nextCursor, 'base64url').toString())
+    for (const forged of [{ ...key, k: 1.5 }, { ...key, k: 'x' }, { ...key, i: 'a\u0000' }, { ...key, i: 7 }, { ...key, k: 1e300 }]) {
+      const cursor = Buffer.from(JSON.stringify(forged)).toString('base64url')
+      expectError(await get(`/products?q=${tag}&limit=1&sort=price_asc&cursor=${cursor}`), 400, 'INVALID_CURSOR')
+    }
   })
 })
 
@@ -456,7 +488,7 @@ describe(`cursor pages (${variant})`, () => {
       if (sort === 'price_desc') expect(seen.map((p) => p.price)).toEqual([...seen.map((p) => p.price)].sort((a, b) => b - a))
       // One page of everything gives the same order as the pages together.
       const whole = await find(`q=${tag}&sort=${sort}&limit=200`)
-      expect(whole.body.items.map((p) => p.id)).toEqual(ids)
+      expect(whole.body.items.map((p: Product) => p.id)).toEqual(ids)
     })
 
   test('pages without q, filtered by price, are stable too', async () => {
@@ -502,5 +534,22 @@ describe(`inStock from inventory's stock events (${variant})`, () => {
     })
     expect(gone?.body.items).toEqual([])
     expect((await get(`/products/${p.sku}`)).body.available).toBe(0)
+  })
+
+  test('stock announced before the product exists counts once the product is created', async () => {
+    const tag = `zt${Date.now().toString(36)}`
+    const sku = unique('EARLY')
+    const w = unique('W').replace(/[^A-Za-z0-9_-]/g, '')
+    const inv = (path: string, body: unknown) => api.post(`/api/v1/inventory${path}`, body, manager.token)
+    expectStatus(await inv('/warehouses', { code: w, name: 'Early' }), 201)
+    expectStatus(await inv('/items', { sku, name: 'Early bird' }), 201)
+    expectStatus(await inv('/adjustments', { sku, warehouse: w, delta: 5, reason: 'delivery' }), 201)
+    await Bun.sleep(300) // the event is (most likely) handled before the product exists
+    await product({ sku, name: `Early bird ${tag}` })
+    const seen = await eventually(async () => {
+      const r = await get(`/products?q=${tag}&inStock=true`)
+      return r.body.items[0]?.available === 5 ? r : undefined
+    })
+    expect(seen?.body.items.map((p: Product) => p.sku)).toEqual([sku])
   })
 })

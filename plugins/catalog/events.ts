@@ -3,20 +3,21 @@
  * SKU and warehouse (the catalog never reads inventory's tables). What it publishes,
  * `catalog.product.changed`, is written by service.ts in the transaction of each change.
  */
-import { sql } from 'drizzle-orm'
-import type { Db, Tables } from '../../kernel/db'
+import { eq, sql } from 'drizzle-orm'
+import type { Database, Db, Tables } from '../../kernel/db'
 import type { EventEnvelope } from '../../kernel/events/port'
 import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
 
 /**
- * Keeps the level of one SKU in one warehouse. Runs once per event (the kernel's processed-event
- * record) inside `tx`; an event older than the one already applied (ids are UUIDv7, so they order
- * by time) changes nothing, since redeliveries and retries may arrive out of order.
+ * Keeps the level of one SKU in one warehouse, and its product's total. Runs once per event (the
+ * kernel's processed-event record) inside `tx`; an event older than the one already applied (ids
+ * are UUIDv7, so they order by time) changes nothing, since retries may arrive out of order.
  */
-export async function applyStockChange(t: Tables<CatalogSchema>, event: EventEnvelope<EventPayload<'inventory.stock.changed'>>, tx: Db) {
-  const { stock } = t
+export async function applyStockChange(db: Database, t: Tables<CatalogSchema>, event: EventEnvelope<EventPayload<'inventory.stock.changed'>>, tx: Db) {
+  const { stock, products } = t
   const { sku, warehouse, available } = event.payload
+  await lockSku(db, tx, sku)
   await tx
     .insert(stock)
     .values({ sku, warehouse, available, eventId: event.id })
@@ -25,4 +26,18 @@ export async function applyStockChange(t: Tables<CatalogSchema>, event: EventEnv
       set: { available, eventId: event.id },
       setWhere: sql`${stock.eventId} < ${event.id}`,
     })
+  await tx.update(products).set({ available: totalAvailable(t, sku) }).where(eq(products.sku, sku))
+}
+
+/** Units of `sku` available across warehouses, as a subquery. */
+export const totalAvailable = (t: Tables<CatalogSchema>, sku: string) =>
+  sql<number>`(select coalesce(sum(${t.stock.available}), 0) from ${t.stock} where ${t.stock.sku} = ${sku})`
+
+/**
+ * Serialises, per SKU, the stock handler and the creation of a product with that SKU, so neither
+ * misses the other's uncommitted write (which would leave the product's total stale). PostgreSQL
+ * needs a lock for that; SQLite has one writer at a time already.
+ */
+export async function lockSku(db: Database, tx: Db, sku: string) {
+  if (db.dialect === 'postgres') await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`catalog.sku:${sku}`}))`)
 }

@@ -20,6 +20,6 @@ export default definePlugin({
     const search = new ProductSearch(ctx.db, ctx.tables)
     ctx.mount(catalogRoutes(ctx, catalog, search))
     ctx.provide('catalog.getProducts', async ({ skus }) => ({ items: await catalog.productsBySku(skus) }))
-    ctx.events.on('inventory.stock.changed', (event, tx) => applyStockChange(ctx.tables, event, tx))
+    ctx.events.on('inventory.stock.changed', (event, tx) => applyStockChange(ctx.db, ctx.tables, event, tx))
   },
 })

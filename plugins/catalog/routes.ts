@@ -20,7 +20,9 @@ const PUBLIC = {
   description: 'Public: no token needed. With a manager or admin token, inactive products are included.',
 }
 
-const Id = t.String({ minLength: 1, maxLength: 64 })
+// No NUL characters anywhere: PostgreSQL cannot store them in text or JSON.
+const NO_NUL = '^[^\\u0000]*$'
+const Id = t.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })
 const IdParams = t.Object({ id: Id })
 const Time = t.String({ format: 'date-time' })
 const Slug = t.String({
@@ -29,12 +31,24 @@ const Slug = t.String({
   pattern: '^[a-z0-9]+(-[a-z0-9]+)*$',
   error: 'slug must be lower-case letters and digits in words joined by single hyphens, up to 100 characters',
 })
-const Name = t.String({ minLength: 1, maxLength: 200, pattern: '\\S', error: 'name must be 1 to 200 characters, not only spaces' })
-const Sku = t.String({ minLength: 1, maxLength: 64, pattern: '^\\S(.*\\S)?$', error: 'sku must be 1 to 64 characters without surrounding spaces' })
-const Description = t.String({ maxLength: 5000, error: 'description must be at most 5000 characters' })
+const Name = t.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: '^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$',
+  error: 'name must be 1 to 200 characters, not only spaces',
+})
+const Sku = t.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[^\\s\\u0000]([^\\u0000\\r\\n]*[^\\s\\u0000])?$',
+  error: 'sku must be 1 to 64 characters without surrounding spaces',
+})
+const Description = t.String({ maxLength: 5000, pattern: NO_NUL, error: 'description must be at most 5000 characters' })
 const Price = t.Integer({ minimum: 0, maximum: MAX_PRICE, description: 'minor units (1999 = 19.99)', error: `price must be an integer from 0 to ${MAX_PRICE} (minor units)` })
 const Currency = t.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217', error: 'currency must be an ISO 4217 code such as EUR' })
-const AttributeValue = t.Union([t.String({ maxLength: 500 }), t.Number(), t.Boolean(), t.Array(t.String({ maxLength: 100 }), { maxItems: 50 })])
+const AttributeText = (maxLength: number) => t.String({ maxLength, pattern: NO_NUL })
+const AttributeValue = t.Union([AttributeText(500), t.Number(), t.Boolean(), t.Array(AttributeText(100), { maxItems: 50 })])
+// Keys are checked in service.ts: a Record's key schema is not enforced by the validator.
 const Attributes = t.Record(t.String({ minLength: 1, maxLength: 64 }), AttributeValue, {
   maxProperties: 50,
   description: 'free-form facts such as color, size or brand: strings, numbers, booleans or lists of strings',
@@ -48,7 +62,7 @@ const ProductOut = t.Composite([Product, t.Object({ available: t.Integer({ descr
 // UnionEnum in with its first value when the parameter is absent, turning "no filter" into a filter.
 const Sort = t.Union(
   SORTS.map((s) => t.Literal(s)),
-  { description: 'relevance (default with q), newest (default otherwise), price_asc, price_desc, name; ties are broken by id' },
+  { description: 'relevance (default with q; without q it means newest), newest (default otherwise), price_asc, price_desc, name; ties are broken by id' },
 )
 const ProductListQuery = t.Composite([
   ListQuery,
@@ -99,7 +113,7 @@ export function catalogRoutes(ctx: PluginContext, catalog: CatalogService, searc
           return page(await catalog.listCategories({ parentId }, limit + 1, afterCategory(query.cursor)), limit, toCategoryView, (c) => c.id)
         },
         {
-          query: t.Composite([ListQuery, t.Object({ parentId: t.Optional(t.String({ maxLength: 64, description: 'children of this category; empty for the roots' })) })]),
+          query: t.Composite([ListQuery, t.Object({ parentId: t.Optional(t.String({ maxLength: 64, pattern: NO_NUL, description: 'children of this category; empty for the roots' })) })]),
           response: { 200: Page(Category) },
           detail: { summary: 'Categories, oldest first (the whole tree, or the children of parentId)', ...PUBLIC },
         },

@@ -31,6 +31,8 @@ export const schema = {
       categoryId: c.text('category_id'),
       attributes: c.json<Record<string, unknown>>('attributes').notNull(),
       active: c.boolean('active').notNull(),
+      /** Units available across warehouses: the sum of `stock` for this SKU, kept here so filters need no join. */
+      available: c.integer('available').notNull().default(0),
       createdAt: c.timestamp('created_at').notNull(),
       updatedAt: c.timestamp('updated_at').notNull(),
     }),
@@ -40,7 +42,10 @@ export const schema = {
       c.index('catalog_products_newest').on(t.createdAt, t.id),
       c.index('catalog_products_price').on(t.price, t.id),
       c.index('catalog_products_name').on(t.name, t.id),
+      // Per category, in each sort order: a category's first page is read off these, not sorted.
       c.index('catalog_products_category').on(t.categoryId, t.createdAt, t.id),
+      c.index('catalog_products_category_price').on(t.categoryId, t.price, t.id),
+      c.index('catalog_products_category_name').on(t.categoryId, t.name, t.id),
     ],
   ),
   /**

@@ -7,12 +7,12 @@
  * User text never reaches a query language: it is cut into words (letters, digits and marks), each
  * word becomes a quoted term, and the last one also matches as a prefix ("lapt" finds "laptop").
  */
-import { and, asc, desc, eq, getTableColumns, gte, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
 import { encodeCursor } from '../../shared/pagination'
 import { BadRequest, Invalid } from '../../shared/errors'
 import type { CatalogSchema } from './schema'
-import { type ProductView, toProduct } from './service'
+import { type ProductView, toProductView } from './service'
 
 type T = Tables<CatalogSchema>
 
@@ -81,12 +81,15 @@ interface Order {
   valid(key: unknown): boolean
 }
 
-type Row = T['products']['$inferSelect'] & { available: number; score: number | null }
+type Row = T['products']['$inferSelect'] & { score: number | null }
 
 const isNumber = (k: unknown) => typeof k === 'number' && Number.isFinite(k)
+const isInteger = (k: unknown) => Number.isSafeInteger(k)
+/** A string a query may carry (PostgreSQL refuses NUL in text). */
+const isText = (k: unknown, maxLength: number): k is string => typeof k === 'string' && k.length <= maxLength && !k.includes('\u0000')
 
 function orders(products: T['products'], score: SQL<number> | undefined): Record<Sort, Order | undefined> {
-  const byNumber = (key: SQLWrapper, direction: 'asc' | 'desc', keyOf: (r: Row) => number): Order => ({ key, direction, keyOf, param: (k) => k, valid: isNumber })
+  const byNumber = (key: SQLWrapper, direction: 'asc' | 'desc', keyOf: (r: Row) => number, valid = isNumber): Order => ({ key, direction, keyOf, param: (k) => k, valid })
   return {
     relevance: score && byNumber(score, 'asc', (r) => r.score ?? 0),
     newest: {
@@ -94,11 +97,11 @@ function orders(products: T['products'], score: SQL<number> | undefined): Record
       direction: 'desc',
       keyOf: (r) => r.createdAt.getTime(),
       param: (k) => sql.param(new Date(k as number), products.createdAt),
-      valid: (k) => isNumber(k) && Math.abs(k as number) < 8.64e15,
+      valid: (k) => isInteger(k) && Math.abs(k as number) < 8.64e15,
     },
-    price_asc: byNumber(products.price, 'asc', (r) => r.price),
-    price_desc: byNumber(products.price, 'desc', (r) => r.price),
-    name: { key: products.name, direction: 'asc', keyOf: (r) => r.name, param: (k) => k, valid: (k) => typeof k === 'string' && k.length <= 1000 },
+    price_asc: byNumber(products.price, 'asc', (r) => r.price, isInteger),
+    price_desc: byNumber(products.price, 'desc', (r) => r.price, isInteger),
+    name: { key: products.name, direction: 'asc', keyOf: (r) => r.name, param: (k) => k, valid: (k) => isText(k, 1000) },
   }
 }
 
@@ -121,7 +124,7 @@ function decodeKey(cursor: string): CursorKey {
     throw badCursor()
   }
   const k = key as CursorKey
-  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || typeof k.i !== 'string' || k.i.length > 64) throw badCursor()
+  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || !isText(k.i, 64)) throw badCursor()
   return k
 }
 
@@ -140,6 +143,8 @@ export class ProductSearch {
     // A query with no words in it (only punctuation, say) matches nothing rather than everything.
     if (q !== undefined && terms.length === 0) return { items: [], nextCursor: null }
 
+    const categoryIds = query.category === undefined ? undefined : await this.categoryAndBelow(query.category)
+    if (categoryIds?.length === 0) return { items: [], nextCursor: null }
     const text = terms.length ? textMatch(this.db.dialect, products, terms) : undefined
     const sort: Sort = query.sort === undefined || (query.sort === 'relevance' && !text) ? (text ? 'relevance' : 'newest') : query.sort
     const order = orders(products, text?.score)[sort]!
@@ -157,20 +162,18 @@ export class ProductSearch {
       after = order.direction === 'asc' ? sql`(${order.key}, ${products.id}) > (${order.param(key.k)}, ${key.i})` : sql`(${order.key}, ${products.id}) < (${order.param(key.k)}, ${key.i})`
     }
 
-    // The outer column qualified by hand: drizzle leaves select-list columns unqualified without joins, and an unqualified sku here means s.sku.
-    const available = sql<number>`(select coalesce(sum(s.available), 0) from catalog_stock s where s.sku = ${products}.sku)`
     const where = and(
       query.includeInactive ? undefined : eq(products.active, true),
       text?.where,
       query.minPrice !== undefined ? gte(products.price, query.minPrice) : undefined,
       query.maxPrice !== undefined ? lte(products.price, query.maxPrice) : undefined,
-      query.category !== undefined ? inCategory(this.t, query.category) : undefined,
-      query.inStock === true ? sql`${available} > 0` : query.inStock === false ? sql`${available} <= 0` : undefined,
+      categoryIds ? inArray(products.categoryId, categoryIds) : undefined,
+      query.inStock === true ? gt(products.available, 0) : query.inStock === false ? lte(products.available, 0) : undefined,
       after,
     )
     const direction = order.direction === 'asc' ? asc : desc
     let select = this.db.read
-      .select({ ...getTableColumns(products), available: available.mapWith(Number), score: text ? text.score.mapWith(Number) : sql<null>`null` })
+      .select({ ...getTableColumns(products), score: text ? text.score.mapWith(Number) : sql<null>`null` })
       .from(products)
       .$dynamic()
     if (text?.join) select = select.innerJoin(text.join.table as never, text.join.on)
@@ -183,20 +186,25 @@ export class ProductSearch {
     const items = rows.slice(0, query.limit)
     const last = items[items.length - 1]
     return {
-      items: items.map((r) => ({ ...toProduct(r), available: r.available })),
+      items: items.map(toProductView),
       nextCursor: more && last ? encodeCursor({ s: sort, f: fingerprint, k: order.keyOf(last), i: last.id } satisfies CursorKey) : null,
     }
   }
-}
 
-/** The category (by id, else by slug) and every category under it, as one recursive subquery. */
-function inCategory(t: T, category: string): SQL {
-  const { products, categories } = t
-  return sql`${products.categoryId} in (
-    with recursive tree(id) as (
-      select id from ${categories}
-      where id = ${category} or (slug = ${category} and not exists (select 1 from ${categories} where id = ${category}))
-      union
-      select c.id from ${categories} c join tree on c.parent_id = tree.id
-    ) select id from tree)`
+  /**
+   * The category (by id, else by slug) and every category under it. Read as a list first, not as a
+   * subquery: the planner then knows how many products the filter leaves (a leaf or a department),
+   * and picks between walking a sort index and sorting the category's products.
+   */
+  private async categoryAndBelow(idOrSlug: string): Promise<string[]> {
+    const { categories } = this.t
+    const tree = await this.db.read.select({ id: categories.id, slug: categories.slug, parentId: categories.parentId }).from(categories)
+    const root = tree.find((c) => c.id === idOrSlug) ?? tree.find((c) => c.slug === idOrSlug)
+    if (!root) return []
+    const children = new Map<string, string[]>()
+    for (const c of tree) if (c.parentId) children.set(c.parentId, [...(children.get(c.parentId) ?? []), c.id])
+    const found = new Set([root.id])
+    for (const id of found) for (const child of children.get(id) ?? []) found.add(child)
+    return [...found]
+  }
 }

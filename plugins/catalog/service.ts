@@ -9,6 +9,7 @@ import type { Database, Db, Reader, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
+import { lockSku, totalAvailable } from './events'
 import type { CatalogSchema } from './schema'
 
 type T = Tables<CatalogSchema>
@@ -25,6 +26,8 @@ export interface CategoryView {
 }
 
 export type ProductView = Product & { available: number }
+
+export const toProductView = (p: ProductRow): ProductView => ({ ...toProduct(p), available: p.available })
 
 export const toCategoryView = (c: CategoryRow): CategoryView => ({
   id: c.id,
@@ -193,10 +196,12 @@ export class CatalogService {
 
   async createProduct(input: NewProduct): Promise<ProductView> {
     checkCurrency(input.currency)
+    checkAttributes(input.attributes)
     const { products } = this.t
     const now = new Date()
     return this.db.transaction(async (tx) => {
       if (input.categoryId) await this.requireCategory(tx, input.categoryId, '/categoryId')
+      await lockSku(this.db, tx, input.sku)
       const [row] = await tx
         .insert(products)
         .values({
@@ -209,6 +214,8 @@ export class CatalogService {
           categoryId: input.categoryId ?? null,
           attributes: input.attributes ?? {},
           active: input.active ?? true,
+          // Stock may have been announced before the product existed.
+          available: totalAvailable(this.t, input.sku),
           createdAt: now,
           updatedAt: now,
         })
@@ -217,13 +224,14 @@ export class CatalogService {
       if (!row) throw new Conflict(`a product with SKU ${input.sku} exists`, 'SKU_TAKEN')
       const product = toProduct(row)
       await this.events.publish('catalog.product.changed', { product })
-      return { ...product, available: await this.availableOf(tx, row.sku) }
+      return toProductView(row)
     })
   }
 
   /** Changes what is given (null clears the category); by id or by SKU. */
   async updateProduct(idOrSku: string, change: ProductChange): Promise<ProductView> {
     if (change.currency !== undefined) checkCurrency(change.currency)
+    checkAttributes(change.attributes)
     const { products } = this.t
     return this.db.transaction(async (tx) => {
       const current = await this.findProduct(tx, idOrSku)
@@ -240,7 +248,7 @@ export class CatalogService {
       const [row] = await tx.update(products).set(set).where(eq(products.id, current.id)).returning()
       const product = toProduct(row!)
       await this.events.publish('catalog.product.changed', { product })
-      return { ...product, available: await this.availableOf(tx, row!.sku) }
+      return toProductView(row!)
     })
   }
 
@@ -248,7 +256,7 @@ export class CatalogService {
   async getProduct(idOrSku: string, includeInactive: boolean): Promise<ProductView> {
     const row = await this.findProduct(this.db.read, idOrSku)
     if (!row || (!row.active && !includeInactive)) throw new NotFound(`no product ${idOrSku}`, 'PRODUCT_NOT_FOUND')
-    return { ...toProduct(row), available: await this.availableOf(this.db.read, row.sku) }
+    return toProductView(row)
   }
 
   /** The products with these SKUs, inactive ones included; unknown SKUs are left out. */
@@ -266,16 +274,12 @@ export class CatalogService {
       .where(or(eq(products.id, idOrSku), eq(products.sku, idOrSku)))
     return rows.find((r) => r.id === idOrSku) ?? rows[0]
   }
+}
 
-  /** Units available across warehouses, from the stock projection. */
-  private async availableOf(db: Reader | Db, sku: string): Promise<number> {
-    const { stock } = this.t
-    const [row] = await db
-      .select({ available: sql<number>`coalesce(sum(${stock.available}), 0)`.mapWith(Number) })
-      .from(stock)
-      .where(eq(stock.sku, sku))
-    return row?.available ?? 0
-  }
+function checkAttributes(attributes: Record<string, unknown> | undefined) {
+  for (const key of Object.keys(attributes ?? {}))
+    if (key.length === 0 || key.length > 64 || key.includes('\u0000'))
+      throw new Invalid('attribute names must be 1 to 64 characters', [{ path: '/attributes', message: `bad attribute name ${JSON.stringify(key.slice(0, 70))}` }])
 }
 
 function checkCurrency(currency: string) {

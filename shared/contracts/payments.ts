@@ -2,6 +2,8 @@ import { type Static, Type as t } from '@sinclair/typebox'
 import { action, event } from './define'
 
 export const PaymentStatus = t.Union([
+  /** The provider was asked and has not answered yet (or the asker died; a sweep settles it). */
+  t.Literal('pending'),
   t.Literal('authorized'),
   t.Literal('captured'),
   t.Literal('voided'),
@@ -73,6 +75,14 @@ export const paymentsActions = {
     output: Payment,
     idempotent: true,
     doc: 'Gives back part or all of a captured amount; 409 when more than the captured rest is asked for.',
+  }),
+  'payments.cancelAuthorization': action({
+    input: t.Object({ key: Key, reference: t.String({ minLength: 1, maxLength: 128 }) }),
+    output: Payment,
+    idempotent: true,
+    doc:
+      'Makes sure the authorization asked for with this key holds no money, whatever became of it: voids it if it was approved, ' +
+      'or spends the key so it never authorizes (a voided payment of amount 0); 409 PAYMENT_IN_PROGRESS while it is being asked, PAYMENT_CAPTURED once captured.',
   }),
   'payments.get': action({ input: t.Object({ id: t.String({ minLength: 1, maxLength: 64 }) }), output: Payment, idempotent: true, doc: 'A payment and its history.' }),
 }

@@ -2,4 +2,5 @@
 -- the description) with a GIN index. English stemming, as SQLite's porter tokenizer does.
 ALTER TABLE "catalog_products" ADD COLUMN "search" tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english', "name"), 'A') || setweight(to_tsvector('english', "description"), 'B')) STORED;
 --> statement-breakpoint
-CREATE INDEX "catalog_products_search" ON "catalog_products" USING gin ("search");
+-- fastupdate off: searches never scan a pending list; catalog writes are rare enough to pay for it.
+CREATE INDEX "catalog_products_search" ON "catalog_products" USING gin ("search") WITH (fastupdate = off);

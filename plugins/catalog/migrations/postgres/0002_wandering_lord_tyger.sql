@@ -1,0 +1,1 @@
+ALTER TABLE "catalog_products" ADD COLUMN "available" integer DEFAULT 0 NOT NULL;

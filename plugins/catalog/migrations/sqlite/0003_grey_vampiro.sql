@@ -1,0 +1,2 @@
+CREATE INDEX `catalog_products_category_price` ON `catalog_products` (`category_id`,`price`,`id`);--> statement-breakpoint
+CREATE INDEX `catalog_products_category_name` ON `catalog_products` (`category_id`,`name`,`id`);
