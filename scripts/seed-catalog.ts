@@ -372,6 +372,14 @@ export async function seedCatalog(
       await db.insertMany(stock, levels, { onConflictDoNothing: true })
       log(`products: ${Math.min(options.count, from + BATCH)} / ${options.count} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
     }
+    // Stock inventory announced earlier (for SKUs seeded again after --reset) counts at once.
+    const total = sql<number>`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})`
+    await db.transaction((tx) =>
+      tx
+        .update(products)
+        .set({ available: total })
+        .where(sql`${products.sku} in (select ${stock.sku} from ${stock}) and ${products.available} <> ${total}`),
+    )
     // Fresh planner statistics: the right index for each filter from the first query on.
     if (db.dialect === 'postgres') await db.transaction((tx) => tx.execute(sql`analyze catalog_products, catalog_categories`))
     else await db.transaction(async (tx) => void (await (tx as unknown as { run(query: SQL): Promise<unknown> }).run(sql`analyze`)))

@@ -141,6 +141,17 @@ describe(`categories (${variant})`, () => {
     expect(toRoot.body.parentId).toBeNull()
   })
 
+  test('two moves that together would make a cycle: one wins, the other is 422', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = await category()
+      const b = await category()
+      const [ab, ba] = await Promise.all([patch(`/categories/${a.id}`, { parentId: b.id }), patch(`/categories/${b.id}`, { parentId: a.id })])
+      expect([ab.status, ba.status].sort()).toEqual([200, 422])
+      const parents = [(await get(`/categories/${a.id}`)).body.parentId, (await get(`/categories/${b.id}`)).body.parentId]
+      expect(parents.filter((p) => p !== null).length).toBe(1)
+    }
+  })
+
   test('bad input is refused with the error envelope', async () => {
     for (const body of [
       { slug: 'Has Caps', name: 'x' },
@@ -266,6 +277,13 @@ describe(`products (${variant})`, () => {
     expectError(await patch(`/products/${p.id}`, { price: -5 }), 422)
     expectError(await patch('/products/no-such-product', { price: 5 }), 404, 'PRODUCT_NOT_FOUND')
     expect((await get(`/products/${p.id}`)).body.price).toBe(p.price)
+  })
+
+  test('the same SKU created twice at once: one 201, one 409', async () => {
+    const sku = unique('RACE')
+    const replies = await Promise.all([1, 2, 3].map((n) => post('/products', { sku, name: `Racer ${n}`, price: 100 * n, currency: 'EUR' })))
+    expect(replies.map((r) => r.status).sort()).toEqual([201, 409, 409])
+    for (const r of replies.filter((r) => r.status === 409)) expectError(r, 409, 'SKU_TAKEN')
   })
 
   test('an Idempotency-Key replays the first answer; another body with it is 422', async () => {

@@ -2,7 +2,7 @@
  * The catalog: a category tree and products with integer prices. No HTTP here: routes.ts translates
  * requests into these calls, and plugin.ts offers `getProducts` to other plugins. Every change of a
  * product is announced (`catalog.product.changed`) in the transaction that made it. Uniqueness
- * (slug, SKU) is settled by unique keys; tree moves by locking the tree (see moveCategory).
+ * (slug, SKU) is settled by unique keys; tree moves by locking the tree (see checkMove).
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm'
 import type { Database, Db, Reader, Tables } from '../../kernel/db'
