@@ -243,6 +243,21 @@ describe('refused requests', () => {
       await createsNothing(async () => expectError(await postEntry(text), 400, 'MALFORMED_JSON'))
     })
 
+  test('a NUL character in a JSON string (\\u0000) → 400 NUL_CHARACTER on every database, nothing created', async () => {
+    await createsNothing(async () => {
+      expectError(await postEntry('{"note": "a\\u0000b"}'), 400, 'NUL_CHARACTER')
+      expectError(await postEntry('{"note": "\\\\\\u0000"}'), 400, 'NUL_CHARACTER') // an escaped backslash, then the NUL escape
+    })
+    // An escaped backslash followed by the text u0000 is no NUL.
+    const r = await postEntry('{"note": "\\\\u0000"}')
+    expect(r.status).toBeLessThan(300)
+  })
+
+  test('a NUL character in the URL (%00) → 400 NUL_CHARACTER, in a path or a query', async () => {
+    expectError(await call(s.url, 'GET', '/api/v1/inventory/items/%00'), 400, 'NUL_CHARACTER')
+    expectError(await call(s.url, 'GET', `${ENTRIES}?note=a%00`), 400, 'NUL_CHARACTER')
+  })
+
   test(`a body over BODY_LIMIT_BYTES (${BODY_LIMIT}) with a Content-Length → 413 PAYLOAD_TOO_LARGE, nothing created`, async () => {
     await createsNothing(async () => {
       const r = await postEntry(jsonOfSize(BODY_LIMIT + 1))

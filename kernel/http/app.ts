@@ -46,12 +46,19 @@ async function readJson(request: Request, limit: number): Promise<unknown> {
   const raw = Buffer.concat(chunks)
   requestState.get(request).rawBody = raw
   const text = raw.toString('utf8')
+  let value: unknown
   try {
-    return JSON.parse(text)
+    value = JSON.parse(text)
   } catch {
     throw new BadRequest('the request body is not valid JSON', 'MALFORMED_JSON')
   }
+  // No text we store may hold NUL (PostgreSQL refuses it); refused the same way on every database.
+  if (text.includes('\\u0000') && JSON_NUL.test(text)) throw new BadRequest('the request body contains a NUL character (\\u0000)', 'NUL_CHARACTER')
+  return value
 }
+
+/** A JSON escape of NUL (backslash, u0000), not an escaped backslash followed by the text u0000. */
+const JSON_NUL = /(?<!\\)(?:\\\\)*\\u0000/
 
 type OpenApiContent = { content?: Record<string, unknown> } | undefined
 

@@ -63,6 +63,8 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     if (!deps.accepting()) throw new Unavailable('the server is not ready', 'NOT_READY')
     const length = Number(request.headers.get('content-length') ?? 0)
     if (length > config.BODY_LIMIT_BYTES) throw new PayloadTooLarge(config.BODY_LIMIT_BYTES)
+    // No text we store may hold NUL (PostgreSQL refuses it); refused the same way on every database.
+    if (request.url.includes('%00')) throw new BadRequest('the URL contains a NUL character (%00)', 'NUL_CHARACTER')
     if (state.admitted) return
     if (!guarded || !request.headers.has('authorization')) await ipLimiter.consume(state.ip)
   }
