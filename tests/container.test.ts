@@ -303,9 +303,17 @@ describe('deploy/', () => {
     expect(() => new HorizontalPodAutoscaler({ metadata: { name: 'x' }, spec: { maxReplicas: 'ten' } } as any).validate()).toThrow()
   })
 
-  test('one workload per component: the gateway, auth, inventory, and chat + live together as realtime', () => {
+  test('one workload per component: the gateway, one per plugin, and chat + live together as realtime', () => {
     const plugins = Object.fromEntries(workloads.map((w) => [component(w), envValue(w, 'PLUGINS')?.value]))
-    expect(plugins).toEqual({ gateway: 'gateway', auth: 'auth', inventory: 'inventory', realtime: 'chat,live' })
+    expect(plugins).toEqual({
+      gateway: 'gateway',
+      auth: 'auth',
+      inventory: 'inventory',
+      realtime: 'chat,live',
+      catalog: 'catalog',
+      orders: 'orders',
+      payments: 'payments',
+    })
     // Every plugin of the image is hosted somewhere, and nothing else is named.
     const hosted = Object.values(plugins).flatMap((p) => p.split(',')).filter((p) => p !== 'gateway')
     expect(hosted.sort()).toEqual(discovered.map((d) => d.plugin.name).sort())
