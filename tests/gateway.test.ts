@@ -268,13 +268,13 @@ describe.skipIf(!services.databaseUrl || !services.redisUrl)('scripts/split.ts',
     try {
       expect(await eventually(async () => text.includes('tessera split: ready'), 40_000)).toBe(true)
       const urls = Object.fromEntries([...text.matchAll(/^ {2}(\S+)\s+(http:\/\/\S+)$/gm)].map((m) => [m[1], m[2]]))
-      expect(Object.keys(urls).sort()).toEqual(['auth', 'catalog', 'chat', 'gateway', 'inventory-1', 'inventory-2', 'live'])
+      expect(Object.keys(urls).sort()).toEqual(['auth', 'catalog', 'chat', 'gateway', 'inventory-1', 'inventory-2', 'live', 'orders', 'payments'])
       expect(text).toMatch(/MQTT\s+mqtt:\/\/127\.0\.0\.1:\d+ \(embedded broker of inventory-1\)/)
       const admin = await adminToken(urls.gateway)
       expectStatus(await client(urls.gateway).get('/api/v1/inventory/stock', admin), 200)
       expectStatus(await client(urls.gateway).get('/api/v1/chat/conversations', admin), 200)
       const ready = await client(urls.gateway).get('/health/ready')
-      expect(ready.body.owners).toEqual({ auth: 1, catalog: 1, chat: 1, inventory: 2, live: 1 })
+      expect(ready.body.owners).toEqual({ auth: 1, catalog: 1, chat: 1, inventory: 2, live: 1, orders: 1, payments: 1 })
 
       proc.kill('SIGTERM')
       expect(await proc.exited).toBe(0)

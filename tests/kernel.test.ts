@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { kernelSettings } from '../kernel/config'
 import { discover } from '../kernel/discovery'
 import { Kernel } from '../kernel/kernel'
-import { ROOT, adminToken, baseEnv, client, isolatedStore, spawnServer, startServer, type TestServer, variant } from './harness'
+import { ROOT, adminToken, baseEnv, client, eventually, isolatedStore, spawnServer, startServer, type TestServer, variant } from './harness'
 
 /** Writes throwaway plugins into a temporary plugins folder. */
 function pluginsDir(plugins: { folder?: string; name: string; dependsOn?: string[] }[]) {
@@ -225,8 +225,10 @@ describe(`graceful shutdown (${variant})`, () => {
       async (r) => ({ status: r.status, body: await r.text() }),
       (e: Error) => ({ status: 0, body: e.message }),
     )
-    const accepted = Array.from({ length: 60 }, (_, i) => slow(200 + (i % 10) * 30))
-    await Bun.sleep(80)
+    const accepted = Array.from({ length: 60 }, (_, i) => slow(600 + (i % 10) * 30))
+    // SIGTERM once the server is serving all 60 (on a busy machine they can take a while to arrive).
+    const serving = async () => (await fetch(`${server.url}/api/v1/ledger/slow/serving`).then((r) => r.json() as Promise<{ serving: number }>)).serving
+    expect(await eventually(async () => (await serving()) === 60, 5_000)).toBe(true)
     const t0 = Date.now()
     server.proc.kill('SIGTERM')
     await Bun.sleep(20)
