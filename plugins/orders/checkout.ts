@@ -6,7 +6,8 @@
  *   place     the order row, unique per checkout (point of no return)
  *   complete  inventory.commitReference, then payments.capture
  *
- * Each step's result is written before the next starts. A failure before `place` runs the
+ * Each step's result is written before the next starts (the authorization's with the order, in one
+ * transaction; until then compensation voids it by its key). A failure before `place` runs the
  * compensations; after it, the saga only goes forward. Whoever drives a saga holds its lease; a
  * saga whose driver died (lease over) is picked up by the recovery sweep, at start and periodically,
  * and finished (the order exists) or compensated (it does not). Every call is idempotent by the
@@ -20,10 +21,19 @@ import type { PluginContext } from '../../kernel/plugin'
 import { AppError, Conflict, Invalid, NotFound, Unavailable, isAppError } from '../../shared/errors'
 import type { Carts } from './carts'
 import type { Allocation, OrdersSchema, SagaError, ShippingAddress } from './schema'
+import type { OrderParts } from './service'
 
 type T = Tables<OrdersSchema>
 export type CheckoutRow = T['checkouts']['$inferSelect']
 type Step = 'reserve' | 'authorize' | 'place' | 'complete'
+/** A saga as this process drives it; `placed`: the order it created just now, so the answer needs no read-back. */
+type Driven = CheckoutRow & { placed?: OrderParts }
+
+/** How a checkout ended well: its order, and that order as it was placed when this request placed it. */
+export interface CheckoutOutcome {
+  orderId: string
+  placed?: OrderParts
+}
 
 export interface CheckoutRequest {
   payment: { method: 'card'; token: string }
@@ -75,8 +85,8 @@ export class CheckoutSaga {
     },
   ) {}
 
-  /** Checks a cart out; resolves to the order id, or throws what stopped it (after compensating). */
-  async checkout(customerId: string, cartId: string, request: CheckoutRequest, idempotencyKey: string | null): Promise<string> {
+  /** Checks a cart out; resolves to the order, or throws what stopped it (after compensating). */
+  async checkout(customerId: string, cartId: string, request: CheckoutRequest, idempotencyKey: string | null): Promise<CheckoutOutcome> {
     const key = idempotencyKey ?? `auto:${Bun.randomUUIDv7()}`
     const requestHash = sha256(JSON.stringify({ cartId, request }))
     const earlier = await this.byKey(customerId, key)
@@ -193,7 +203,7 @@ export class CheckoutSaga {
    * recovery). The card token lives only in this request's memory: a saga resumed elsewhere never
    * authorizes, it compensates.
    */
-  private async drive(c: CheckoutRow, cardToken?: string): Promise<CheckoutRow> {
+  private async drive(c: Driven, cardToken?: string): Promise<Driven> {
     try {
       while (c.status === 'running') c = await this.step(c, cardToken)
     } catch (error) {
@@ -215,7 +225,7 @@ export class CheckoutSaga {
     }
   }
 
-  private async step(c: CheckoutRow, cardToken: string | undefined): Promise<CheckoutRow> {
+  private async step(c: Driven, cardToken: string | undefined): Promise<Driven> {
     const step = c.step as Step
     if (this.d.settings.pauseBefore === step && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
@@ -236,7 +246,10 @@ export class CheckoutSaga {
           { amount: c.total, currency: c.currency, method: 'card', token: cardToken, reference: c.id, key: authorizeKey(c) },
           options,
         )
-        return this.advance(c, 'place', { paymentId: payment.id })
+        if (this.d.settings.pauseBefore === 'place' && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
+        // The payment is recorded with the order, in one transaction: a crash before it leaves the saga at
+        // `authorize` without a payment, and compensation voids the authorization by its key.
+        return this.place({ ...c, paymentId: payment.id })
       }
       case 'place':
         return this.place(c)
@@ -246,7 +259,7 @@ export class CheckoutSaga {
   }
 
   /** Creates the order (once per checkout) and moves the saga past the point of no return, in one transaction. */
-  private async place(c: CheckoutRow): Promise<CheckoutRow> {
+  private async place(c: CheckoutRow): Promise<Driven> {
     const { orders, orderLines, history, checkouts } = this.d.t
     return this.d.db.transaction(async (tx) => {
       const now = new Date()
@@ -267,32 +280,37 @@ export class CheckoutSaga {
         })
         .onConflictDoNothing()
         .returning()
+      let placed: OrderParts | undefined
       if (order) {
-        await tx.insert(orderLines).values(
-          c.lines.map((l) => ({
+        const lines = c.lines
+          .map((l) => ({
             orderId,
             sku: l.sku,
             name: l.name,
             unitPrice: l.unitPrice,
             quantity: l.quantity,
+            returned: 0,
             allocations: (c.allocations ?? []).filter((a) => a.sku === l.sku).map((a) => ({ warehouse: a.warehouse, quantity: a.quantity })),
-          })),
-        )
-        await tx.insert(history).values({ id: Bun.randomUUIDv7(), orderId, from: null, to: 'paid', actor: c.customerId, note: 'checkout', at: now })
+          }))
+          .sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0))
+        const created = { id: Bun.randomUUIDv7(), orderId, from: null, to: 'paid', actor: c.customerId, note: 'checkout', at: now }
+        await tx.insert(orderLines).values(lines)
+        await tx.insert(history).values(created)
+        placed = { order, lines, history: [created], returns: [], payment: null }
       }
-      const placed = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
+      const existing = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
       const [row] = await tx
         .update(checkouts)
-        .set({ step: 'complete', orderId: placed.id, leaseUntil: this.leaseEnd(), updatedAt: now })
+        .set({ step: 'complete', paymentId: c.paymentId, orderId: existing.id, leaseUntil: this.leaseEnd(), updatedAt: now })
         .where(and(eq(checkouts.id, c.id), eq(checkouts.driver, this.me)))
         .returning()
       if (!row) throw lostLease(c.id)
-      return row
+      return { ...row, placed }
     })
   }
 
   /** Stock leaves and money is taken; then the saga is complete and the order announced. */
-  private async complete(c: CheckoutRow): Promise<CheckoutRow> {
+  private async complete(c: Driven): Promise<Driven> {
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
     try {
       await this.d.call('inventory.commitReference', { reference: c.id }, options)
@@ -301,7 +319,7 @@ export class CheckoutSaga {
       if (isAppError(error) && (error.code === 'RESERVATION_EXPIRED' || error.code === 'RESERVATION_RELEASED')) return this.abandonOrder(c, error)
       throw error
     }
-    await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
+    const payment = await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
     const { checkouts } = this.d.t
     return this.d.db.transaction(async (tx) => {
       const [row] = await tx
@@ -311,7 +329,8 @@ export class CheckoutSaga {
         .returning()
       if (!row) throw lostLease(c.id)
       await this.d.publish('order.placed', { orderId: c.orderId!, customerId: c.customerId, status: 'paid', total: c.total, currency: c.currency })
-      return row
+      const { id, status, amount, captured, refunded } = payment
+      return { ...row, placed: c.placed && { ...c.placed, payment: { id, status, amount, captured, refunded } } }
     })
   }
 
@@ -388,7 +407,7 @@ export class CheckoutSaga {
   // ---------------------------------------------------------------------------------------------
 
   /** What a request with a known key gets: the order, the recorded failure, or the saga settled now. */
-  private async answerFor(c: CheckoutRow, requestHash: string): Promise<string> {
+  private async answerFor(c: Driven, requestHash: string): Promise<CheckoutOutcome> {
     if (c.requestHash !== requestHash)
       throw new Invalid('this Idempotency-Key was used for another checkout request', undefined, 'IDEMPOTENCY_KEY_REUSED')
     if (UNSETTLED.includes(c.status)) {
@@ -399,8 +418,8 @@ export class CheckoutSaga {
     return this.outcome(c)
   }
 
-  private outcome(c: CheckoutRow): string {
-    if (c.status === 'completed') return c.orderId!
+  private outcome(c: Driven): CheckoutOutcome {
+    if (c.status === 'completed') return { orderId: c.orderId!, placed: c.placed }
     if (c.status === 'running') throw new Unavailable(`checkout ${c.id} is not finished yet; retry with the same Idempotency-Key`, 'CHECKOUT_IN_PROGRESS')
     const e = c.error ?? { status: 503, code: 'CHECKOUT_FAILED', message: 'the checkout did not complete' }
     throw new AppError(e.status, e.code, e.message)
