@@ -15,7 +15,7 @@
  */
 import { and, desc, eq, inArray, lt } from 'drizzle-orm'
 import type { Call } from '../../kernel/calls'
-import type { Database, Tables } from '../../kernel/db'
+import type { Database, Params, Tables } from '../../kernel/db'
 import type { Logger } from '../../kernel/log'
 import type { PluginContext } from '../../kernel/plugin'
 import { AppError, Conflict, Invalid, NotFound, Unavailable, isAppError } from '../../shared/errors'
@@ -72,6 +72,8 @@ const SWEEP_BATCH = 20
 export class CheckoutSaga {
   /** Identifies this process as a driver in lease columns. */
   private readonly me = Bun.randomUUIDv7()
+  /** The statements every checkout runs, built once. */
+  private readonly q
 
   constructor(
     private readonly d: {
@@ -83,7 +85,49 @@ export class CheckoutSaga {
       log: Logger
       settings: CheckoutSettings
     },
-  ) {}
+  ) {
+    const { db, t } = d
+    const { carts, checkouts } = t
+    this.q = {
+      byKey: db.prepare('orders.checkoutByKey', (q, p: Params<{ customerId: string; key: string }>) =>
+        q.select().from(checkouts).where(and(eq(checkouts.customerId, p('customerId')), eq(checkouts.idempotencyKey, p('key')))),
+      ),
+      takeCart: db.prepare('orders.takeCart', (q, p: Params<{ cartId: string; checkoutId: string; now: Date }>) =>
+        q
+          .update(carts)
+          .set({ status: 'checked_out', checkoutId: p('checkoutId', carts.checkoutId), updatedAt: p('now', carts.updatedAt) })
+          .where(and(eq(carts.id, p('cartId')), eq(carts.status, 'open')))
+          .returning({ id: carts.id }),
+      ),
+      reserved: db.prepare('orders.checkoutReserved', (q, p: Params<{ id: string; driver: string; allocations: Allocation[]; leaseUntil: Date; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({ step: 'authorize', allocations: p('allocations', checkouts.allocations), leaseUntil: p('leaseUntil', checkouts.leaseUntil), updatedAt: p('now', checkouts.updatedAt) })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+      placed: db.prepare('orders.checkoutPlaced', (q, p: Params<{ id: string; driver: string; paymentId: string; orderId: string; leaseUntil: Date; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({
+            step: 'complete',
+            paymentId: p('paymentId', checkouts.paymentId),
+            orderId: p('orderId', checkouts.orderId),
+            leaseUntil: p('leaseUntil', checkouts.leaseUntil),
+            updatedAt: p('now', checkouts.updatedAt),
+          })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+      completed: db.prepare('orders.checkoutCompleted', (q, p: Params<{ id: string; driver: string; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({ status: 'completed', step: 'complete', updatedAt: p('now', checkouts.updatedAt) })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+    }
+  }
 
   /** Checks a cart out; resolves to the order, or throws what stopped it (after compensating). */
   async checkout(customerId: string, cartId: string, request: CheckoutRequest, idempotencyKey: string | null): Promise<CheckoutOutcome> {
@@ -95,20 +139,14 @@ export class CheckoutSaga {
     const cart = await this.d.carts.require(customerId, cartId)
     if (cart.status !== 'open') throw cartTaken(cart.id, cart.checkoutId)
     const priced = await this.d.carts.priceForCheckout(cartId)
-    const { carts, checkouts } = this.d.t
+    const { checkouts } = this.d.t
     const now = new Date()
     const id = Bun.randomUUIDv7()
     const started = await this.d.db.transaction(async (tx) => {
       // The cart is consumed by this checkout, so two checkouts of one cart can never both run.
-      const [taken] = await tx
-        .update(carts)
-        .set({ status: 'checked_out', checkoutId: id, updatedAt: now })
-        .where(and(eq(carts.id, cartId), eq(carts.status, 'open')))
-        .returning({ id: carts.id })
+      const [taken] = await this.q.takeCart(tx, { cartId, checkoutId: id, now })
       if (!taken) return undefined
-      const [row] = await tx
-        .insert(checkouts)
-        .values({
+      const row: CheckoutRow = {
           id,
           cartId,
           customerId,
@@ -124,11 +162,14 @@ export class CheckoutSaga {
           leaseUntil: new Date(now.getTime() + this.d.settings.leaseMs),
           createdAt: now,
           updatedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning()
+          allocations: null,
+          paymentId: null,
+          orderId: null,
+          error: null,
+        }
+      const [inserted] = await this.d.db.insertMany(checkouts, [row], { onConflictDoNothing: true, returning: 'id' })
       // The same key won a moment ago: this transaction rolls back and gives the cart back.
-      if (!row) throw new Conflict('a checkout with this Idempotency-Key is in progress', 'CHECKOUT_IN_PROGRESS')
+      if (!inserted) throw new Conflict('a checkout with this Idempotency-Key is in progress', 'CHECKOUT_IN_PROGRESS')
       return row
     })
     if (!started) {
@@ -237,7 +278,9 @@ export class CheckoutSaga {
           { ...options, idempotencyKey: `${c.id}:reserve` },
         )
         const allocations: Allocation[] = reservations.map((r) => ({ sku: r.sku, warehouse: r.warehouse, quantity: r.quantity }))
-        return this.advance(c, 'authorize', { allocations })
+        const [row] = await this.d.db.transaction((tx) => this.q.reserved(tx, { id: c.id, driver: this.me, allocations, leaseUntil: this.leaseEnd(), now: new Date() }))
+        if (!row) throw lostLease(c.id)
+        return row
       }
       case 'authorize': {
         if (!cardToken) throw new Unavailable('the checkout lost its card details when its process stopped', 'CHECKOUT_INTERRUPTED')
@@ -264,9 +307,7 @@ export class CheckoutSaga {
     return this.d.db.transaction(async (tx) => {
       const now = new Date()
       const orderId = Bun.randomUUIDv7()
-      const [order] = await tx
-        .insert(orders)
-        .values({
+      const fresh: T['orders']['$inferSelect'] = {
           id: orderId,
           checkoutId: c.id,
           customerId: c.customerId,
@@ -275,11 +316,12 @@ export class CheckoutSaga {
           currency: c.currency,
           paymentId: c.paymentId!,
           shippingAddress: c.shippingAddress,
+          refunded: 0,
           createdAt: now,
           updatedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning()
+        }
+      const [inserted] = await this.d.db.insertMany(orders, [fresh], { onConflictDoNothing: true, returning: 'id' })
+      const order = inserted ? fresh : undefined
       let placed: OrderParts | undefined
       if (order) {
         const lines = c.lines
@@ -294,16 +336,12 @@ export class CheckoutSaga {
           }))
           .sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0))
         const created = { id: Bun.randomUUIDv7(), orderId, from: null, to: 'paid', actor: c.customerId, note: 'checkout', at: now }
-        await tx.insert(orderLines).values(lines)
-        await tx.insert(history).values(created)
+        await this.d.db.insertMany(orderLines, lines)
+        await this.d.db.insertMany(history, [created])
         placed = { order, lines, history: [created], returns: [], payment: null }
       }
       const existing = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
-      const [row] = await tx
-        .update(checkouts)
-        .set({ step: 'complete', paymentId: c.paymentId, orderId: existing.id, leaseUntil: this.leaseEnd(), updatedAt: now })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.driver, this.me)))
-        .returning()
+      const [row] = await this.q.placed(tx, { id: c.id, driver: this.me, paymentId: c.paymentId!, orderId: existing.id, leaseUntil: this.leaseEnd(), now })
       if (!row) throw lostLease(c.id)
       return { ...row, placed }
     })
@@ -320,13 +358,8 @@ export class CheckoutSaga {
       throw error
     }
     const payment = await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
-    const { checkouts } = this.d.t
     return this.d.db.transaction(async (tx) => {
-      const [row] = await tx
-        .update(checkouts)
-        .set({ status: 'completed', step: 'complete', updatedAt: new Date() })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
-        .returning()
+      const [row] = await this.q.completed(tx, { id: c.id, driver: this.me, now: new Date() })
       if (!row) throw lostLease(c.id)
       await this.d.publish('order.placed', { orderId: c.orderId!, customerId: c.customerId, status: 'paid', total: c.total, currency: c.currency })
       const { id, status, amount, captured, refunded } = payment
@@ -477,25 +510,8 @@ export class CheckoutSaga {
       .catch((error) => this.d.log.warn({ err: error, checkout: c.id }, 'could not let go of a checkout lease; it expires by itself'))
   }
 
-  private async advance(c: CheckoutRow, step: Step, change: Partial<CheckoutRow>): Promise<CheckoutRow> {
-    const { checkouts } = this.d.t
-    const [row] = await this.d.db.transaction((tx) =>
-      tx
-        .update(checkouts)
-        .set({ ...change, step, leaseUntil: this.leaseEnd(), updatedAt: new Date() })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
-        .returning(),
-    )
-    if (!row) throw lostLease(c.id)
-    return row
-  }
-
   private async byKey(customerId: string, key: string) {
-    const { checkouts } = this.d.t
-    const [row] = await this.d.db.read
-      .select()
-      .from(checkouts)
-      .where(and(eq(checkouts.customerId, customerId), eq(checkouts.idempotencyKey, key)))
+    const [row] = await this.q.byKey(this.d.db.read, { customerId, key })
     return row
   }
 }
