@@ -88,13 +88,8 @@ export class Delivery {
 
   /** Runs the handler once, atomically with its processed-event record; false when already done. */
   private handleOnce(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
-    const { processed } = this.t
     return this.db.transaction(async (tx) => {
-      const claimed = await tx
-        .insert(processed)
-        .values({ consumer, eventId: event.id, processedAt: new Date() })
-        .onConflictDoNothing()
-        .returning({ eventId: processed.eventId })
+      const claimed = await this.db.insertMany(this.t.processed, [{ consumer, eventId: event.id, processedAt: new Date() }], { onConflictDoNothing: true, returning: 'eventId' })
       if (claimed.length === 0) return false
       await handler(event, tx)
       return true
