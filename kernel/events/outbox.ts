@@ -19,6 +19,8 @@ const BATCH = 500
 const PRUNE_CHUNK = 1000
 /** How often pruning runs (more often when the retention is shorter). */
 const PRUNE_EVERY_MS = 60_000
+/** Nudges this close together are answered by one sweep: under load one claim takes many events, not one each. */
+const GATHER_MS = 5
 
 export class Outbox {
   private readonly t
@@ -33,6 +35,7 @@ export class Outbox {
   )
   private readonly inFlight = new Set<Promise<void>>()
   private stopped = true
+  private gathering: ReturnType<typeof setTimeout> | undefined
 
   constructor(
     private readonly db: Database,
@@ -102,6 +105,7 @@ export class Outbox {
   /** Stops claiming rows and waits for the events in flight to settle. */
   async stop() {
     this.stopped = true
+    clearTimeout(this.gathering)
     clearInterval(this.timer)
     clearInterval(this.pruneTimer)
     await this.pruning
@@ -109,9 +113,13 @@ export class Outbox {
     await Promise.allSettled([...this.inFlight])
   }
 
-  /** Asks for a sweep; sweeps never overlap, and a nudge during one causes another. */
+  /** Asks for a sweep, soon (GATHER_MS); sweeps never overlap, and a nudge during one causes another. */
   nudge() {
-    if (!this.stopped) this.sweeper.nudge()
+    if (this.stopped || this.gathering) return
+    this.gathering = setTimeout(() => {
+      this.gathering = undefined
+      if (!this.stopped) this.sweeper.nudge()
+    }, GATHER_MS)
   }
 
   private async sweep() {
