@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
-import { eq } from 'drizzle-orm'
-import { type Database, materialize, openDatabase } from '../kernel/db'
+import { and, eq, lt, sql } from 'drizzle-orm'
+import { type Database, materialize, openDatabase, type Params } from '../kernel/db'
 import { schema as inventorySchema } from '../plugins/inventory/schema'
 import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
 import { ROOT, client, isolatedStore, startServer, type TestServer, variant } from './harness'
@@ -142,6 +142,38 @@ describe(`database port (${variant})`, () => {
     ).rejects.toThrow('undo')
     expect(await db.read.select().from(levels).where(eq(levels.sku, 'ROLLED'))).toEqual([])
     expect(await db.insertMany(levels, [])).toEqual([])
+  })
+
+  test('a prepared statement runs with other values each time, in the transaction it is given, with values stored as their columns store them', async () => {
+    const bump = db.prepare('test.bump', (q, p: Params<{ sku: string; by: number; at: Date }>) =>
+      q
+        .update(levels)
+        .set({ onHand: sql`${levels.onHand} + ${p('by', levels.onHand)}`, updatedAt: p('at', levels.updatedAt) })
+        .where(and(eq(levels.sku, p('sku')), lt(levels.updatedAt, p('at', levels.updatedAt))))
+        .returning(),
+    )
+    const level = db.prepare('test.level', (q, p: Params<{ sku: string }>) => q.select().from(levels).where(eq(levels.sku, p('sku'))))
+    const before = new Date(Date.UTC(2026, 0, 1))
+    await db.insertMany(levels, ['PREP-1', 'PREP-2'].map((sku) => ({ sku, warehouse: 'WP', onHand: 10, updatedAt: before })))
+    const at = new Date(Date.UTC(2026, 5, 1, 0, 0, 0, 7))
+    const [one] = await db.transaction((tx) => bump(tx, { sku: 'PREP-1', by: 5, at }))
+    expect(one).toMatchObject({ sku: 'PREP-1', onHand: 15, updatedAt: at })
+    // The Date in the condition compares as the column stores it: the row updated at `at` is not older than `at`.
+    expect(await db.transaction((tx) => bump(tx, { sku: 'PREP-1', by: 5, at }))).toEqual([])
+    expect((await level(db.read, { sku: 'PREP-2' }))[0]).toMatchObject({ onHand: 10, updatedAt: before })
+    // Part of the transaction it is given: a rollback takes its write back.
+    await expect(
+      db.transaction(async (tx) => {
+        await bump(tx, { sku: 'PREP-2', by: 1, at })
+        await Bun.sleep(5)
+        throw new Error('undo')
+      }),
+    ).rejects.toThrow('undo')
+    expect((await level(db.read, { sku: 'PREP-2' }))[0].onHand).toBe(10)
+    // Many at once, each in its own transaction, each with its own values.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => db.transaction((tx) => bump(tx, { sku: 'PREP-2', by: 1, at: new Date(at.getTime() + i) }))))
+    expect((await level(db.read, { sku: 'PREP-2' }))[0].onHand).toBeGreaterThanOrEqual(11)
+    expect((await level(db.read, { sku: 'NONE' })).length).toBe(0)
   })
 
   test('the value returned by a transaction is what its callback returned', async () => {

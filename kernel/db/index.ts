@@ -7,4 +7,5 @@ export function openDatabase(url: string): Database {
 }
 
 export type { Database, Db, Reader } from './port'
+export type { Params, Statement } from './prepared'
 export { table, materialize, type Dialect, type Schema, type Tables } from './schema'

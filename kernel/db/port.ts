@@ -5,6 +5,7 @@
  */
 import type { PgDatabase, PgQueryResultHKT, PgTable } from 'drizzle-orm/pg-core'
 import type { InsertManyOptions } from './bulk'
+import type { Params, Preparable, Statement } from './prepared'
 import type { Dialect } from './schema'
 
 /** A drizzle database, typed as PostgreSQL; at run time it may be bun:sqlite (see schema.ts). */
@@ -26,6 +27,13 @@ export interface Database {
     rows: T['$inferInsert'][],
     options?: Omit<InsertManyOptions, 'returning'> & { returning?: K },
   ): Promise<T['$inferSelect'][K][]>
+  /**
+   * A statement built once (see prepared.ts), for hot paths: `build` writes it on the given
+   * database with `p(name)` for its values. The result runs it on `db.read` or on a transaction's
+   * `tx`, the same way on both dialects (PostgreSQL builds a transaction's statements on its own
+   * connection; SQLite, one connection for every transaction, builds each statement once).
+   */
+  prepare<V extends Record<string, unknown>, R>(name: string, build: (db: Db, p: Params<V>) => Preparable<R>): Statement<V, R>
   /** Runs `fn` once the surrounding transaction has committed; at once when there is none. */
   afterCommit(fn: () => void): void
   /** Applies the drizzle-kit migrations in `folder`, recording them in `table`. */

@@ -8,6 +8,7 @@ import { drizzle } from 'drizzle-orm/postgres-js'
 import { migrate } from 'drizzle-orm/postgres-js/migrator'
 import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
 import type { Database, Db } from './port'
+import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
 /**
@@ -57,6 +58,14 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
         const result = (await tx.execute(statement)) as unknown as { r: unknown }[]
         return returned(plan, result) as never
       })
+    },
+    prepare(name, build) {
+      let onPool: ReturnType<ReturnType<typeof build>['prepare']> | undefined
+      return (on, values) => {
+        if (on === db) return (onPool ??= build(db, params).prepare(name)).execute(values)
+        // A transaction has a connection of its own, so its statements are made on it (built each time).
+        return build(on as Db, params).prepare(name).execute(values)
+      }
     },
     async transaction(fn) {
       const joined = scope.current()

@@ -13,6 +13,7 @@ import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { migrate } from 'drizzle-orm/bun-sqlite/migrator'
 import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
 import type { Database, Db, Reader } from './port'
+import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
 /** A FIFO async lock. */
@@ -142,6 +143,16 @@ export function openSqlite(url: string): Database {
         }
         return returned(plan, out) as never
       })
+    },
+    prepare(name, build) {
+      let onReader: ReturnType<ReturnType<typeof build>['prepare']> | undefined
+      let onWriter: typeof onReader
+      return (on, values) => {
+        if (on === readDb) return (onReader ??= build(readDb as Db, params).prepare(name)).execute(values)
+        // Transactions share the writer connection, one at a time (the lock): a statement prepared on it runs in the current one.
+        if (!scope.current()) return Promise.reject(new Error(`statement ${name} was given a transaction that is over`))
+        return (onWriter ??= build(writeDb, params).prepare(name)).execute(values)
+      }
     },
     transaction(fn) {
       const joined = scope.current()

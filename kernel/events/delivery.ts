@@ -45,9 +45,13 @@ export type DeadLetter = typeof eventTables.deadLetters extends { materialize(d:
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+type Waiting = { event: EventEnvelope; settle: (outcome: Promise<boolean>) => void }
+
 export class Delivery {
   private readonly t
   private readonly handlers = new Map<string, EventHandler>()
+  /** Events of one consumer that arrived together (in one tick), to be handled in one transaction. */
+  private readonly gathered = new Map<string, Waiting[]>()
 
   constructor(
     private readonly db: Database,
@@ -86,19 +90,45 @@ export class Delivery {
     return false
   }
 
-  /** Runs the handler once, atomically with its processed-event record; false when already done. */
+  /**
+   * Runs the handler once, atomically with its processed-event record; false when already done.
+   * Events of one consumer that arrive together share one transaction (one commit for a relay's
+   * batch); when any of them fails, each is run again on its own, so one failure holds back no other.
+   */
   private handleOnce(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
-    const { processed } = this.t
-    return this.db.transaction(async (tx) => {
-      const claimed = await tx
-        .insert(processed)
-        .values({ consumer, eventId: event.id, processedAt: new Date() })
-        .onConflictDoNothing()
-        .returning({ eventId: processed.eventId })
-      if (claimed.length === 0) return false
-      await handler(event, tx)
-      return true
-    })
+    let waiting = this.gathered.get(consumer)
+    if (!waiting) {
+      this.gathered.set(consumer, (waiting = []))
+      queueMicrotask(() => this.handleGathered(consumer, handler))
+    }
+    return new Promise<boolean>((resolve) => waiting.push({ event, settle: resolve }))
+  }
+
+  private async handleGathered(consumer: string, handler: EventHandler) {
+    const waiting = this.gathered.get(consumer)!
+    this.gathered.delete(consumer)
+    if (waiting.length === 1) return waiting[0].settle(this.handleAlone(consumer, handler, waiting[0].event))
+    try {
+      const fresh = await this.db.transaction(async (tx) => {
+        const out: boolean[] = []
+        for (const { event } of waiting) out.push(await this.claimAndHandle(consumer, handler, event, tx))
+        return out
+      })
+      waiting.forEach((w, i) => w.settle(Promise.resolve(fresh[i])))
+    } catch {
+      for (const w of waiting) w.settle(this.handleAlone(consumer, handler, w.event))
+    }
+  }
+
+  private handleAlone(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
+    return this.db.transaction((tx) => this.claimAndHandle(consumer, handler, event, tx))
+  }
+
+  private async claimAndHandle(consumer: string, handler: EventHandler, event: EventEnvelope, tx: Db): Promise<boolean> {
+    const claimed = await this.db.insertMany(this.t.processed, [{ consumer, eventId: event.id, processedAt: new Date() }], { onConflictDoNothing: true, returning: 'eventId' })
+    if (claimed.length === 0) return false
+    await handler(event, tx)
+    return true
   }
 
   private async park(consumer: string, event: EventEnvelope, error: unknown) {

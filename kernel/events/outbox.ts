@@ -6,7 +6,7 @@
  */
 import { and, asc, inArray, isNull, lt, or } from 'drizzle-orm'
 import type { Logger } from 'pino'
-import type { Database } from '../db'
+import type { Database, Params } from '../db'
 import { materialize } from '../db/schema'
 import type { EventBus, EventEnvelope } from './port'
 import { eventTables } from './schema'
@@ -19,9 +19,13 @@ const BATCH = 500
 const PRUNE_CHUNK = 1000
 /** How often pruning runs (more often when the retention is shorter). */
 const PRUNE_EVERY_MS = 60_000
+/** Nudges this close together are answered by one sweep: under load one claim takes many events, not one each. */
+const GATHER_MS = 5
 
 export class Outbox {
   private readonly t
+  /** Claims the next batch in one statement, built once. */
+  private readonly claimBatch
   private timer: ReturnType<typeof setInterval> | undefined
   private pruneTimer: ReturnType<typeof setInterval> | undefined
   private pruning: Promise<void> | undefined
@@ -31,6 +35,7 @@ export class Outbox {
   )
   private readonly inFlight = new Set<Promise<void>>()
   private stopped = true
+  private gathering: ReturnType<typeof setTimeout> | undefined
 
   constructor(
     private readonly db: Database,
@@ -41,6 +46,17 @@ export class Outbox {
     private readonly retentionMs: number,
   ) {
     this.t = materialize(eventTables, db.dialect)
+    const { outbox } = this.t
+    this.claimBatch = db.prepare('tessera.outboxClaim', (q, p: Params<{ now: Date; leaseUntil: Date }>) => {
+      const claimable = and(isNull(outbox.publishedAt), or(isNull(outbox.leaseUntil), lt(outbox.leaseUntil, p('now', outbox.leaseUntil))))
+      const next = q.select({ id: outbox.id }).from(outbox).where(claimable).orderBy(asc(outbox.id)).limit(BATCH)
+      // The repeated condition makes a concurrent relay's claim of the same rows a no-op.
+      return q
+        .update(outbox)
+        .set({ leaseUntil: p('leaseUntil', outbox.leaseUntil) })
+        .where(and(inArray(outbox.id, next), claimable))
+        .returning()
+    })
   }
 
   /** Writes the events to the outbox inside the current transaction, or in one of its own. */
@@ -89,6 +105,7 @@ export class Outbox {
   /** Stops claiming rows and waits for the events in flight to settle. */
   async stop() {
     this.stopped = true
+    clearTimeout(this.gathering)
     clearInterval(this.timer)
     clearInterval(this.pruneTimer)
     await this.pruning
@@ -96,9 +113,13 @@ export class Outbox {
     await Promise.allSettled([...this.inFlight])
   }
 
-  /** Asks for a sweep; sweeps never overlap, and a nudge during one causes another. */
+  /** Asks for a sweep, soon (GATHER_MS); sweeps never overlap, and a nudge during one causes another. */
   nudge() {
-    if (!this.stopped) this.sweeper.nudge()
+    if (this.stopped || this.gathering) return
+    this.gathering = setTimeout(() => {
+      this.gathering = undefined
+      if (!this.stopped) this.sweeper.nudge()
+    }, GATHER_MS)
   }
 
   private async sweep() {
@@ -115,19 +136,10 @@ export class Outbox {
   }
 
   private async claim() {
-    const { outbox } = this.t
     const now = new Date()
-    const claimable = and(isNull(outbox.publishedAt), or(isNull(outbox.leaseUntil), lt(outbox.leaseUntil, now)))
-    return this.db.transaction(async (tx) => {
-      const ids = await tx.select({ id: outbox.id }).from(outbox).where(claimable).orderBy(asc(outbox.id)).limit(BATCH)
-      if (ids.length === 0) return []
-      // The repeated condition makes a concurrent relay's claim of the same rows a no-op.
-      return tx
-        .update(outbox)
-        .set({ leaseUntil: new Date(now.getTime() + LEASE_MS) })
-        .where(and(inArray(outbox.id, ids.map((r) => r.id)), claimable))
-        .returning()
-    })
+    const rows = await this.db.transaction((tx) => this.claimBatch(tx, { now, leaseUntil: new Date(now.getTime() + LEASE_MS) }))
+    // Oldest first, as they were written.
+    return rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
 
   /** Ids handed over since the last write, marked published together: one write, not one per event. */

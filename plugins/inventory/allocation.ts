@@ -8,7 +8,7 @@
  * does the work, makes a retried or concurrent call wait for the first and return its result.
  */
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import type { Database, Db, Params, Reader, Tables } from '../../kernel/db'
 import { Conflict, type ErrorDetail, NotFound } from '../../shared/errors'
 import type { Ledger, Level } from './ledger'
 import { toLevel } from './ledger'
@@ -26,9 +26,40 @@ class Outplanned extends Error {}
 const PLANNING_ATTEMPTS = 5
 
 export class Allocations {
+  /** The statements of every checkout's reservation and commit, built once. */
+  private readonly q
+
   constructor(
     private readonly d: { db: Database; t: T; ledger: Ledger; stock: StockService; defaultTtlSeconds: number },
-  ) {}
+  ) {
+    const { db, t } = d
+    const { levels, reservations } = t
+    this.q = {
+      ofReference: db.prepare('inventory.reservationsOf', (q, p: Params<{ reference: string }>) =>
+        q.select().from(reservations).where(eq(reservations.reference, p('reference'))).orderBy(asc(reservations.id)),
+      ),
+      activeOfReference: db.prepare('inventory.activeReservationsOf', (q, p: Params<{ reference: string }>) =>
+        q
+          .select({ id: reservations.id })
+          .from(reservations)
+          .where(and(eq(reservations.reference, p('reference')), eq(reservations.status, 'active'))),
+      ),
+      hold: db.prepare('inventory.hold', (q, p: Params<{ sku: string; warehouse: string; quantity: number; now: Date }>) =>
+        q
+          .update(levels)
+          .set({ reserved: sql`${levels.reserved} + ${p('quantity', levels.reserved)}`, updatedAt: p('now', levels.updatedAt) })
+          .where(and(eq(levels.sku, p('sku')), eq(levels.warehouse, p('warehouse')), sql`${levels.onHand} - ${levels.reserved} >= ${p('quantity', levels.reserved)}`))
+          .returning(),
+      ),
+      commit: db.prepare('inventory.commitReference', (q, p: Params<{ reference: string; now: Date }>) =>
+        q
+          .update(reservations)
+          .set({ status: 'committed' })
+          .where(and(eq(reservations.reference, p('reference')), eq(reservations.status, 'active'), gt(reservations.expiresAt, p('now', reservations.expiresAt))))
+          .returning(),
+      ),
+    }
+  }
 
   /**
    * Reserves every line or none. Each line comes from one warehouse when one has enough (the one
@@ -63,14 +94,10 @@ export class Allocations {
     if (lapsed)
       throw new Conflict(`reservation ${lapsed.id} of ${reference} is ${lapsed.status}`, lapsed.status === 'expired' ? 'RESERVATION_EXPIRED' : 'RESERVATION_RELEASED')
     if (rows.length === 0) throw new NotFound(`no reservations for ${reference}`, 'RESERVATION_NOT_FOUND')
-    const { reservations } = this.d.t
-    await this.d.db.transaction(async (tx) => {
-      const committed = await tx
-        .update(reservations)
-        .set({ status: 'committed' })
-        .where(and(eq(reservations.reference, reference), eq(reservations.status, 'active'), gt(reservations.expiresAt, new Date())))
-        .returning()
-      const left = (await this.reservationsOf(tx, reference)).find((r) => r.status !== 'committed')
+    return this.d.db.transaction(async (tx) => {
+      const committed = await this.q.commit(tx, { reference, now: new Date() })
+      const after = await this.reservationsOf(tx, reference)
+      const left = after.find((r) => r.status !== 'committed')
       if (left) throw new Conflict(`reservation ${left.id} of ${reference} lapsed before it was committed`, 'RESERVATION_EXPIRED')
       const changed: Level[] = []
       for (const row of committed.sort(byLevel)) {
@@ -79,8 +106,8 @@ export class Allocations {
         if (level) changed.push(level)
       }
       await this.d.ledger.announce(tx, changed)
+      return after
     })
-    return this.reservationsOf(this.d.db.read, reference)
   }
 
   /** Releases every active reservation of the reference; committed ones stay committed. */
@@ -114,8 +141,7 @@ export class Allocations {
 
   /** True when this transaction is the first to claim the reference (a concurrent one waits for it). */
   private async claim(tx: Db, kind: 'allocation' | 'restock', reference: string): Promise<boolean> {
-    const { references } = this.d.t
-    const rows = await tx.insert(references).values({ kind, reference, createdAt: new Date() }).onConflictDoNothing().returning()
+    const rows = await this.d.db.insertMany(this.d.t.references, [{ kind, reference, createdAt: new Date() }], { onConflictDoNothing: true, returning: 'reference' })
     return rows.length > 0
   }
 
@@ -155,23 +181,18 @@ export class Allocations {
   }
 
   private async hold(tx: Db, holds: Hold[], reference: string, ttlSeconds: number): Promise<ReservationView[]> {
-    const { levels, reservations } = this.d.t
     const now = new Date()
     const changed: Level[] = []
-    const rows: T['reservations']['$inferInsert'][] = []
+    const rows: T['reservations']['$inferSelect'][] = []
     for (const h of holds) {
-      const [level] = await tx
-        .update(levels)
-        .set({ reserved: sql`${levels.reserved} + ${h.quantity}`, updatedAt: now })
-        .where(and(eq(levels.sku, h.sku), eq(levels.warehouse, h.warehouse), sql`${levels.onHand} - ${levels.reserved} >= ${h.quantity}`))
-        .returning()
+      const [level] = await this.q.hold(tx, { ...h, now })
       if (!level) throw new Outplanned()
       changed.push(toLevel(level))
       rows.push({ id: Bun.randomUUIDv7(), ...h, reference, status: 'active', expiresAt: new Date(now.getTime() + ttlSeconds * 1000), createdAt: now })
     }
-    const inserted = await tx.insert(reservations).values(rows).returning()
+    await this.d.db.insertMany(this.d.t.reservations, rows)
     await this.d.ledger.announce(tx, changed)
-    return inserted.map(toReservationView)
+    return rows.map(toReservationView)
   }
 
   /** Releases one, tolerating a concurrent commit/release/expiry (it then reports what stands). */
@@ -186,18 +207,13 @@ export class Allocations {
 
   /** The reference's reservations after any due expiry was applied, oldest first. */
   private async reservations(reference: string): Promise<ReservationView[]> {
-    const { reservations } = this.d.t
-    const due = await this.d.db.read
-      .select({ id: reservations.id })
-      .from(reservations)
-      .where(and(eq(reservations.reference, reference), eq(reservations.status, 'active')))
+    const due = await this.q.activeOfReference(this.d.db.read, { reference })
     for (const { id } of due) await this.d.stock.expireDue({ id })
     return this.reservationsOf(this.d.db.read, reference)
   }
 
-  private async reservationsOf(db: Pick<Db, 'select'>, reference: string): Promise<ReservationView[]> {
-    const { reservations } = this.d.t
-    const rows = await db.select().from(reservations).where(eq(reservations.reference, reference)).orderBy(asc(reservations.id))
+  private async reservationsOf(on: Db | Reader, reference: string): Promise<ReservationView[]> {
+    const rows = await this.q.ofReference(on, { reference })
     return rows.map(toReservationView)
   }
 

@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, sql } from 'drizzle-orm'
 import type { Call } from '../../kernel/calls'
-import type { Database, Db, Tables } from '../../kernel/db'
+import type { Database, Db, Params, Tables } from '../../kernel/db'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, type ErrorDetail, Invalid, NotFound } from '../../shared/errors'
 import type { OrdersSchema, PricedLine } from './schema'
@@ -45,7 +45,20 @@ export interface PricedCart {
 }
 
 export class Carts {
-  constructor(private readonly d: { db: Database; t: T; call: Call }) {}
+  /** Reads every cart view and checkout makes, built once. */
+  private readonly q
+
+  constructor(private readonly d: { db: Database; t: T; call: Call }) {
+    const { carts, cartItems } = d.t
+    this.q = {
+      cart: d.db.prepare('orders.cart', (q, p: Params<{ id: string; customerId: string }>) =>
+        q.select().from(carts).where(and(eq(carts.id, p('id')), eq(carts.customerId, p('customerId')))),
+      ),
+      items: d.db.prepare('orders.cartItems', (q, p: Params<{ cartId: string }>) =>
+        q.select().from(cartItems).where(eq(cartItems.cartId, p('cartId'))).orderBy(asc(cartItems.addedAt), asc(cartItems.sku)),
+      ),
+    }
+  }
 
   async create(customerId: string): Promise<CartView> {
     const now = new Date()
@@ -128,11 +141,7 @@ export class Carts {
   }
 
   async require(customerId: string, cartId: string): Promise<CartRow> {
-    const { carts } = this.d.t
-    const [row] = await this.d.db.read
-      .select()
-      .from(carts)
-      .where(and(eq(carts.id, cartId), eq(carts.customerId, customerId)))
+    const [row] = await this.q.cart(this.d.db.read, { id: cartId, customerId })
     if (!row) throw new NotFound(`no cart ${cartId}`, 'CART_NOT_FOUND')
     return row
   }
@@ -156,8 +165,7 @@ export class Carts {
   }
 
   private items(cartId: string) {
-    const { cartItems } = this.d.t
-    return this.d.db.read.select().from(cartItems).where(eq(cartItems.cartId, cartId)).orderBy(asc(cartItems.addedAt), asc(cartItems.sku))
+    return this.q.items(this.d.db.read, { cartId })
   }
 
   private async products(skus: string[]): Promise<Product[]> {

@@ -6,7 +6,8 @@
  *   place     the order row, unique per checkout (point of no return)
  *   complete  inventory.commitReference, then payments.capture
  *
- * Each step's result is written before the next starts. A failure before `place` runs the
+ * Each step's result is written before the next starts (the authorization's with the order, in one
+ * transaction; until then compensation voids it by its key). A failure before `place` runs the
  * compensations; after it, the saga only goes forward. Whoever drives a saga holds its lease; a
  * saga whose driver died (lease over) is picked up by the recovery sweep, at start and periodically,
  * and finished (the order exists) or compensated (it does not). Every call is idempotent by the
@@ -14,16 +15,25 @@
  */
 import { and, desc, eq, inArray, lt } from 'drizzle-orm'
 import type { Call } from '../../kernel/calls'
-import type { Database, Tables } from '../../kernel/db'
+import type { Database, Params, Tables } from '../../kernel/db'
 import type { Logger } from '../../kernel/log'
 import type { PluginContext } from '../../kernel/plugin'
 import { AppError, Conflict, Invalid, NotFound, Unavailable, isAppError } from '../../shared/errors'
 import type { Carts } from './carts'
 import type { Allocation, OrdersSchema, SagaError, ShippingAddress } from './schema'
+import type { OrderParts } from './service'
 
 type T = Tables<OrdersSchema>
 export type CheckoutRow = T['checkouts']['$inferSelect']
 type Step = 'reserve' | 'authorize' | 'place' | 'complete'
+/** A saga as this process drives it; `placed`: the order it created just now, so the answer needs no read-back. */
+type Driven = CheckoutRow & { placed?: OrderParts }
+
+/** How a checkout ended well: its order, and that order as it was placed when this request placed it. */
+export interface CheckoutOutcome {
+  orderId: string
+  placed?: OrderParts
+}
 
 export interface CheckoutRequest {
   payment: { method: 'card'; token: string }
@@ -62,6 +72,8 @@ const SWEEP_BATCH = 20
 export class CheckoutSaga {
   /** Identifies this process as a driver in lease columns. */
   private readonly me = Bun.randomUUIDv7()
+  /** The statements every checkout runs, built once. */
+  private readonly q
 
   constructor(
     private readonly d: {
@@ -73,10 +85,52 @@ export class CheckoutSaga {
       log: Logger
       settings: CheckoutSettings
     },
-  ) {}
+  ) {
+    const { db, t } = d
+    const { carts, checkouts } = t
+    this.q = {
+      byKey: db.prepare('orders.checkoutByKey', (q, p: Params<{ customerId: string; key: string }>) =>
+        q.select().from(checkouts).where(and(eq(checkouts.customerId, p('customerId')), eq(checkouts.idempotencyKey, p('key')))),
+      ),
+      takeCart: db.prepare('orders.takeCart', (q, p: Params<{ cartId: string; checkoutId: string; now: Date }>) =>
+        q
+          .update(carts)
+          .set({ status: 'checked_out', checkoutId: p('checkoutId', carts.checkoutId), updatedAt: p('now', carts.updatedAt) })
+          .where(and(eq(carts.id, p('cartId')), eq(carts.status, 'open')))
+          .returning({ id: carts.id }),
+      ),
+      reserved: db.prepare('orders.checkoutReserved', (q, p: Params<{ id: string; driver: string; allocations: Allocation[]; leaseUntil: Date; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({ step: 'authorize', allocations: p('allocations', checkouts.allocations), leaseUntil: p('leaseUntil', checkouts.leaseUntil), updatedAt: p('now', checkouts.updatedAt) })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+      placed: db.prepare('orders.checkoutPlaced', (q, p: Params<{ id: string; driver: string; paymentId: string; orderId: string; leaseUntil: Date; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({
+            step: 'complete',
+            paymentId: p('paymentId', checkouts.paymentId),
+            orderId: p('orderId', checkouts.orderId),
+            leaseUntil: p('leaseUntil', checkouts.leaseUntil),
+            updatedAt: p('now', checkouts.updatedAt),
+          })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+      completed: db.prepare('orders.checkoutCompleted', (q, p: Params<{ id: string; driver: string; now: Date }>) =>
+        q
+          .update(checkouts)
+          .set({ status: 'completed', step: 'complete', updatedAt: p('now', checkouts.updatedAt) })
+          .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
+          .returning(),
+      ),
+    }
+  }
 
-  /** Checks a cart out; resolves to the order id, or throws what stopped it (after compensating). */
-  async checkout(customerId: string, cartId: string, request: CheckoutRequest, idempotencyKey: string | null): Promise<string> {
+  /** Checks a cart out; resolves to the order, or throws what stopped it (after compensating). */
+  async checkout(customerId: string, cartId: string, request: CheckoutRequest, idempotencyKey: string | null): Promise<CheckoutOutcome> {
     const key = idempotencyKey ?? `auto:${Bun.randomUUIDv7()}`
     const requestHash = sha256(JSON.stringify({ cartId, request }))
     const earlier = await this.byKey(customerId, key)
@@ -85,20 +139,14 @@ export class CheckoutSaga {
     const cart = await this.d.carts.require(customerId, cartId)
     if (cart.status !== 'open') throw cartTaken(cart.id, cart.checkoutId)
     const priced = await this.d.carts.priceForCheckout(cartId)
-    const { carts, checkouts } = this.d.t
+    const { checkouts } = this.d.t
     const now = new Date()
     const id = Bun.randomUUIDv7()
     const started = await this.d.db.transaction(async (tx) => {
       // The cart is consumed by this checkout, so two checkouts of one cart can never both run.
-      const [taken] = await tx
-        .update(carts)
-        .set({ status: 'checked_out', checkoutId: id, updatedAt: now })
-        .where(and(eq(carts.id, cartId), eq(carts.status, 'open')))
-        .returning({ id: carts.id })
+      const [taken] = await this.q.takeCart(tx, { cartId, checkoutId: id, now })
       if (!taken) return undefined
-      const [row] = await tx
-        .insert(checkouts)
-        .values({
+      const row: CheckoutRow = {
           id,
           cartId,
           customerId,
@@ -114,11 +162,14 @@ export class CheckoutSaga {
           leaseUntil: new Date(now.getTime() + this.d.settings.leaseMs),
           createdAt: now,
           updatedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning()
+          allocations: null,
+          paymentId: null,
+          orderId: null,
+          error: null,
+        }
+      const [inserted] = await this.d.db.insertMany(checkouts, [row], { onConflictDoNothing: true, returning: 'id' })
       // The same key won a moment ago: this transaction rolls back and gives the cart back.
-      if (!row) throw new Conflict('a checkout with this Idempotency-Key is in progress', 'CHECKOUT_IN_PROGRESS')
+      if (!inserted) throw new Conflict('a checkout with this Idempotency-Key is in progress', 'CHECKOUT_IN_PROGRESS')
       return row
     })
     if (!started) {
@@ -193,7 +244,7 @@ export class CheckoutSaga {
    * recovery). The card token lives only in this request's memory: a saga resumed elsewhere never
    * authorizes, it compensates.
    */
-  private async drive(c: CheckoutRow, cardToken?: string): Promise<CheckoutRow> {
+  private async drive(c: Driven, cardToken?: string): Promise<Driven> {
     try {
       while (c.status === 'running') c = await this.step(c, cardToken)
     } catch (error) {
@@ -215,7 +266,7 @@ export class CheckoutSaga {
     }
   }
 
-  private async step(c: CheckoutRow, cardToken: string | undefined): Promise<CheckoutRow> {
+  private async step(c: Driven, cardToken: string | undefined): Promise<Driven> {
     const step = c.step as Step
     if (this.d.settings.pauseBefore === step && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
@@ -227,7 +278,9 @@ export class CheckoutSaga {
           { ...options, idempotencyKey: `${c.id}:reserve` },
         )
         const allocations: Allocation[] = reservations.map((r) => ({ sku: r.sku, warehouse: r.warehouse, quantity: r.quantity }))
-        return this.advance(c, 'authorize', { allocations })
+        const [row] = await this.d.db.transaction((tx) => this.q.reserved(tx, { id: c.id, driver: this.me, allocations, leaseUntil: this.leaseEnd(), now: new Date() }))
+        if (!row) throw lostLease(c.id)
+        return row
       }
       case 'authorize': {
         if (!cardToken) throw new Unavailable('the checkout lost its card details when its process stopped', 'CHECKOUT_INTERRUPTED')
@@ -236,7 +289,10 @@ export class CheckoutSaga {
           { amount: c.total, currency: c.currency, method: 'card', token: cardToken, reference: c.id, key: authorizeKey(c) },
           options,
         )
-        return this.advance(c, 'place', { paymentId: payment.id })
+        if (this.d.settings.pauseBefore === 'place' && this.d.settings.pauseMs > 0) await Bun.sleep(this.d.settings.pauseMs)
+        // The payment is recorded with the order, in one transaction: a crash before it leaves the saga at
+        // `authorize` without a payment, and compensation voids the authorization by its key.
+        return this.place({ ...c, paymentId: payment.id })
       }
       case 'place':
         return this.place(c)
@@ -246,14 +302,12 @@ export class CheckoutSaga {
   }
 
   /** Creates the order (once per checkout) and moves the saga past the point of no return, in one transaction. */
-  private async place(c: CheckoutRow): Promise<CheckoutRow> {
+  private async place(c: CheckoutRow): Promise<Driven> {
     const { orders, orderLines, history, checkouts } = this.d.t
     return this.d.db.transaction(async (tx) => {
       const now = new Date()
       const orderId = Bun.randomUUIDv7()
-      const [order] = await tx
-        .insert(orders)
-        .values({
+      const fresh: T['orders']['$inferSelect'] = {
           id: orderId,
           checkoutId: c.id,
           customerId: c.customerId,
@@ -262,37 +316,39 @@ export class CheckoutSaga {
           currency: c.currency,
           paymentId: c.paymentId!,
           shippingAddress: c.shippingAddress,
+          refunded: 0,
           createdAt: now,
           updatedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning()
+        }
+      const [inserted] = await this.d.db.insertMany(orders, [fresh], { onConflictDoNothing: true, returning: 'id' })
+      const order = inserted ? fresh : undefined
+      let placed: OrderParts | undefined
       if (order) {
-        await tx.insert(orderLines).values(
-          c.lines.map((l) => ({
+        const lines = c.lines
+          .map((l) => ({
             orderId,
             sku: l.sku,
             name: l.name,
             unitPrice: l.unitPrice,
             quantity: l.quantity,
+            returned: 0,
             allocations: (c.allocations ?? []).filter((a) => a.sku === l.sku).map((a) => ({ warehouse: a.warehouse, quantity: a.quantity })),
-          })),
-        )
-        await tx.insert(history).values({ id: Bun.randomUUIDv7(), orderId, from: null, to: 'paid', actor: c.customerId, note: 'checkout', at: now })
+          }))
+          .sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0))
+        const created = { id: Bun.randomUUIDv7(), orderId, from: null, to: 'paid', actor: c.customerId, note: 'checkout', at: now }
+        await this.d.db.insertMany(orderLines, lines)
+        await this.d.db.insertMany(history, [created])
+        placed = { order, lines, history: [created], returns: [], payment: null }
       }
-      const placed = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
-      const [row] = await tx
-        .update(checkouts)
-        .set({ step: 'complete', orderId: placed.id, leaseUntil: this.leaseEnd(), updatedAt: now })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.driver, this.me)))
-        .returning()
+      const existing = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
+      const [row] = await this.q.placed(tx, { id: c.id, driver: this.me, paymentId: c.paymentId!, orderId: existing.id, leaseUntil: this.leaseEnd(), now })
       if (!row) throw lostLease(c.id)
-      return row
+      return { ...row, placed }
     })
   }
 
   /** Stock leaves and money is taken; then the saga is complete and the order announced. */
-  private async complete(c: CheckoutRow): Promise<CheckoutRow> {
+  private async complete(c: Driven): Promise<Driven> {
     const options = { timeoutMs: this.d.settings.callTimeoutMs }
     try {
       await this.d.call('inventory.commitReference', { reference: c.id }, options)
@@ -301,17 +357,13 @@ export class CheckoutSaga {
       if (isAppError(error) && (error.code === 'RESERVATION_EXPIRED' || error.code === 'RESERVATION_RELEASED')) return this.abandonOrder(c, error)
       throw error
     }
-    await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
-    const { checkouts } = this.d.t
+    const payment = await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
     return this.d.db.transaction(async (tx) => {
-      const [row] = await tx
-        .update(checkouts)
-        .set({ status: 'completed', step: 'complete', updatedAt: new Date() })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
-        .returning()
+      const [row] = await this.q.completed(tx, { id: c.id, driver: this.me, now: new Date() })
       if (!row) throw lostLease(c.id)
       await this.d.publish('order.placed', { orderId: c.orderId!, customerId: c.customerId, status: 'paid', total: c.total, currency: c.currency })
-      return row
+      const { id, status, amount, captured, refunded } = payment
+      return { ...row, placed: c.placed && { ...c.placed, payment: { id, status, amount, captured, refunded } } }
     })
   }
 
@@ -388,7 +440,7 @@ export class CheckoutSaga {
   // ---------------------------------------------------------------------------------------------
 
   /** What a request with a known key gets: the order, the recorded failure, or the saga settled now. */
-  private async answerFor(c: CheckoutRow, requestHash: string): Promise<string> {
+  private async answerFor(c: Driven, requestHash: string): Promise<CheckoutOutcome> {
     if (c.requestHash !== requestHash)
       throw new Invalid('this Idempotency-Key was used for another checkout request', undefined, 'IDEMPOTENCY_KEY_REUSED')
     if (UNSETTLED.includes(c.status)) {
@@ -399,8 +451,8 @@ export class CheckoutSaga {
     return this.outcome(c)
   }
 
-  private outcome(c: CheckoutRow): string {
-    if (c.status === 'completed') return c.orderId!
+  private outcome(c: Driven): CheckoutOutcome {
+    if (c.status === 'completed') return { orderId: c.orderId!, placed: c.placed }
     if (c.status === 'running') throw new Unavailable(`checkout ${c.id} is not finished yet; retry with the same Idempotency-Key`, 'CHECKOUT_IN_PROGRESS')
     const e = c.error ?? { status: 503, code: 'CHECKOUT_FAILED', message: 'the checkout did not complete' }
     throw new AppError(e.status, e.code, e.message)
@@ -458,25 +510,8 @@ export class CheckoutSaga {
       .catch((error) => this.d.log.warn({ err: error, checkout: c.id }, 'could not let go of a checkout lease; it expires by itself'))
   }
 
-  private async advance(c: CheckoutRow, step: Step, change: Partial<CheckoutRow>): Promise<CheckoutRow> {
-    const { checkouts } = this.d.t
-    const [row] = await this.d.db.transaction((tx) =>
-      tx
-        .update(checkouts)
-        .set({ ...change, step, leaseUntil: this.leaseEnd(), updatedAt: new Date() })
-        .where(and(eq(checkouts.id, c.id), eq(checkouts.status, 'running'), eq(checkouts.driver, this.me)))
-        .returning(),
-    )
-    if (!row) throw lostLease(c.id)
-    return row
-  }
-
   private async byKey(customerId: string, key: string) {
-    const { checkouts } = this.d.t
-    const [row] = await this.d.db.read
-      .select()
-      .from(checkouts)
-      .where(and(eq(checkouts.customerId, customerId), eq(checkouts.idempotencyKey, key)))
+    const [row] = await this.q.byKey(this.d.db.read, { customerId, key })
     return row
   }
 }

@@ -10,7 +10,7 @@ import { OrderStatus } from '../../shared/contracts/orders'
 import { ListQuery, Page, decodeCursor, isString, page } from '../../shared/pagination'
 import { MAX_LINE_QUANTITY, MAX_LINES, type Carts } from './carts'
 import { type CheckoutSaga, toCheckoutView } from './checkout'
-import { type Actor, type OrderService, toOrderSummary } from './service'
+import { type Actor, type OrderService, toOrderSummary, toOrderView } from './service'
 
 const MANAGERS = ['manager', 'admin']
 const actor = (p: Principal): Actor => ({ id: p.id, manager: p.roles.includes('manager') || p.roles.includes('admin') })
@@ -165,8 +165,8 @@ export function orderRoutes(ctx: PluginContext, carts: Carts, saga: CheckoutSaga
       .post(
         '/carts/:id/checkout',
         async ({ principal, params, body, request }) => {
-          const orderId = await saga.checkout(principal.id, params.id, body, request.headers.get('idempotency-key'))
-          return orders.get(actor(principal), orderId)
+          const done = await saga.checkout(principal.id, params.id, body, request.headers.get('idempotency-key'))
+          return done.placed ? toOrderView(done.placed) : orders.get(actor(principal), done.orderId)
         },
         {
           auth: true,

@@ -269,30 +269,7 @@ export class OrderService {
       this.d.db.read.select().from(returns).where(eq(returns.orderId, order.id)).orderBy(asc(returns.id)),
       this.paymentSummary(order.paymentId),
     ])
-    const subtotal = lines.reduce((n, l) => n + l.unitPrice * l.quantity, 0)
-    return {
-      id: order.id,
-      customerId: order.customerId,
-      checkoutId: order.checkoutId,
-      status: order.status as OrderStatus,
-      currency: order.currency,
-      lines: lines.map((l) => ({
-        sku: l.sku,
-        name: l.name,
-        unitPrice: l.unitPrice,
-        quantity: l.quantity,
-        lineTotal: l.unitPrice * l.quantity,
-        returned: l.returned,
-        allocations: l.allocations,
-      })),
-      totals: { subtotal, total: order.total, refunded: order.refunded },
-      payment,
-      shippingAddress: order.shippingAddress,
-      history: changes.map((h) => ({ from: h.from as OrderStatus | null, to: h.to as OrderStatus, at: h.at.toISOString(), note: h.note })),
-      returns: returned.map(toReturnView),
-      createdAt: order.createdAt.toISOString(),
-      updatedAt: order.updatedAt.toISOString(),
-    }
+    return toOrderView({ order, lines, history: changes, returns: returned, payment })
   }
 
   /** The payment as payments sees it now; null when payments cannot answer (the order is still shown). */
@@ -316,6 +293,42 @@ export const toOrderSummary = (o: OrderRow): OrderSummary => ({
   createdAt: o.createdAt.toISOString(),
   updatedAt: o.updatedAt.toISOString(),
 })
+
+/** An order with everything its view shows; lines and history in their order (sku, time). */
+export interface OrderParts {
+  order: OrderRow
+  lines: T['orderLines']['$inferSelect'][]
+  history: T['history']['$inferSelect'][]
+  returns: ReturnRow[]
+  payment: OrderView['payment']
+}
+
+export function toOrderView({ order, lines, history, returns, payment }: OrderParts): OrderView {
+  const subtotal = lines.reduce((n, l) => n + l.unitPrice * l.quantity, 0)
+  return {
+    id: order.id,
+    customerId: order.customerId,
+    checkoutId: order.checkoutId,
+    status: order.status as OrderStatus,
+    currency: order.currency,
+    lines: lines.map((l) => ({
+      sku: l.sku,
+      name: l.name,
+      unitPrice: l.unitPrice,
+      quantity: l.quantity,
+      lineTotal: l.unitPrice * l.quantity,
+      returned: l.returned,
+      allocations: l.allocations,
+    })),
+    totals: { subtotal, total: order.total, refunded: order.refunded },
+    payment,
+    shippingAddress: order.shippingAddress,
+    history: history.map((h) => ({ from: h.from as OrderStatus | null, to: h.to as OrderStatus, at: h.at.toISOString(), note: h.note })),
+    returns: returns.map(toReturnView),
+    createdAt: order.createdAt.toISOString(),
+    updatedAt: order.updatedAt.toISOString(),
+  }
+}
 
 const toReturnView = (r: ReturnRow): ReturnView => ({
   id: r.id,

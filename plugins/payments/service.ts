@@ -9,7 +9,7 @@
  * when that void cannot be done now, `voidPending` keeps it for the sweep.
  */
 import { and, desc, eq, lt, sql } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import type { Database, Db, Params, Reader, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Payment, PaymentStatus } from '../../shared/contracts/payments'
 import { AppError, Conflict, Invalid, NotFound } from '../../shared/errors'
@@ -39,7 +39,34 @@ export interface PaymentsDeps {
 }
 
 export class PaymentsService {
-  constructor(private readonly d: PaymentsDeps) {}
+  /** The statements of every authorization and capture, built once. */
+  private readonly q
+
+  constructor(private readonly d: PaymentsDeps) {
+    const { db, t } = d
+    const { payments, events, operations } = t
+    this.q = {
+      byId: db.prepare('payments.byId', (q, p: Params<{ id: string }>) => q.select().from(payments).where(eq(payments.id, p('id')))),
+      history: db.prepare('payments.history', (q, p: Params<{ paymentId: string }>) =>
+        q.select().from(events).where(eq(events.paymentId, p('paymentId'))).orderBy(events.id),
+      ),
+      operation: db.prepare('payments.operation', (q, p: Params<{ key: string }>) => q.select().from(operations).where(eq(operations.key, p('key')))),
+      answered: db.prepare('payments.answered', (q, p: Params<{ id: string; status: string; providerRef: string | null; now: Date }>) =>
+        q
+          .update(payments)
+          .set({ status: p('status', payments.status), providerRef: p('providerRef', payments.providerRef), updatedAt: p('now', payments.updatedAt) })
+          .where(and(eq(payments.id, p('id')), eq(payments.status, 'pending')))
+          .returning(),
+      ),
+      captured: db.prepare('payments.captured', (q, p: Params<{ id: string; amount: number; now: Date }>) =>
+        q
+          .update(payments)
+          .set({ status: 'captured', captured: p('amount', payments.captured), updatedAt: p('now', payments.updatedAt) })
+          .where(and(eq(payments.id, p('id')), eq(payments.status, 'authorized')))
+          .returning(),
+      ),
+    }
+  }
 
   private get provider() {
     return this.d.provider.provider
@@ -59,11 +86,7 @@ export class PaymentsService {
     }
     row = await this.d.db.transaction(async (tx) => {
       const status: PaymentStatus = answer.approved ? 'authorized' : 'declined'
-      const [done] = await tx
-        .update(this.d.t.payments)
-        .set({ status, providerRef: answer.approved ? answer.authorizationId : null, updatedAt: new Date() })
-        .where(and(eq(this.d.t.payments.id, row.id), eq(this.d.t.payments.status, 'pending')))
-        .returning()
+      const [done] = await this.q.answered(tx, { id: row.id, status, providerRef: answer.approved ? answer.authorizationId : null, now: new Date() })
       // The sweep gave up on it meanwhile (and voids it by key): its verdict stands.
       if (!done) return this.require(tx, row.id)
       await this.record(tx, done.id, answer.approved ? 'authorized' : 'declined', done.amount, answer.approved ? null : answer.reason)
@@ -81,12 +104,7 @@ export class PaymentsService {
     if (p.status !== 'authorized') throw new Conflict(`payment ${p.id} is ${p.status}; only an authorized payment can be captured`, 'PAYMENT_NOT_CAPTURABLE')
     await this.ask('capture', (signal) => this.provider.capture({ key, authorizationId: p.providerRef!, amount: p.amount }, signal))
     return this.apply(paymentId, key, 'capture', p.amount, async (tx) => {
-      const { payments } = this.d.t
-      const [row] = await tx
-        .update(payments)
-        .set({ status: 'captured', captured: p.amount, updatedAt: new Date() })
-        .where(and(eq(payments.id, paymentId), eq(payments.status, 'authorized')))
-        .returning()
+      const [row] = await this.q.captured(tx, { id: paymentId, amount: p.amount, now: new Date() })
       if (!row) return undefined
       await this.record(tx, row.id, 'captured', row.amount, null)
       await this.d.publish('payment.captured', change(row, row.amount))
@@ -230,8 +248,7 @@ export class PaymentsService {
   }
 
   async view(row: PaymentRow): Promise<Payment> {
-    const { events } = this.d.t
-    const history = await this.d.db.read.select().from(events).where(eq(events.paymentId, row.id)).orderBy(events.id)
+    const history = await this.q.history(this.d.db.read, { paymentId: row.id })
     return {
       id: row.id,
       reference: row.reference,
@@ -254,23 +271,24 @@ export class PaymentsService {
     const now = new Date()
     const leaseUntil = new Date(now.getTime() + this.d.leaseMs)
     return this.d.db.transaction(async (tx) => {
-      const [created] = await tx
-        .insert(payments)
-        .values({
-          id: Bun.randomUUIDv7(),
-          reference: input.reference,
-          provider: this.provider.id,
-          authorizeKey: input.key,
-          status: 'pending',
-          amount: input.amount,
-          currency: input.currency,
-          leaseUntil,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning()
-      if (created) return created
+      const pending: PaymentRow = {
+        id: Bun.randomUUIDv7(),
+        reference: input.reference,
+        provider: this.provider.id,
+        authorizeKey: input.key,
+        status: 'pending',
+        amount: input.amount,
+        currency: input.currency,
+        captured: 0,
+        refunded: 0,
+        providerRef: null,
+        leaseUntil,
+        voidPending: false,
+        createdAt: now,
+        updatedAt: now,
+      }
+      const [created] = await this.d.db.insertMany(payments, [pending], { onConflictDoNothing: true, returning: 'id' })
+      if (created) return pending
       const [first] = await tx.select().from(payments).where(eq(payments.authorizeKey, input.key))
       if (first.status === 'voided' && first.providerRef === null) return first // a spent key: settled() refuses it
       if (first.amount !== input.amount || first.currency !== input.currency || first.reference !== input.reference)
@@ -334,8 +352,7 @@ export class PaymentsService {
 
   /** The payment as the key left it, if the key was applied already (another payment with it is a 422). */
   private async replay(paymentId: string, key: string, action: string, amount?: number): Promise<Payment | undefined> {
-    const { operations } = this.d.t
-    const [op] = await this.d.db.read.select().from(operations).where(eq(operations.key, key))
+    const [op] = await this.q.operation(this.d.db.read, { key })
     if (!op) return undefined
     if (op.paymentId !== paymentId || op.action !== action || (amount !== undefined && op.amount !== amount))
       throw new Invalid('this key was used for another payment operation', [{ path: '/key', message: 'key reused' }], 'IDEMPOTENCY_KEY_REUSED')
@@ -346,19 +363,18 @@ export class PaymentsService {
   private async apply(paymentId: string, key: string, action: string, amount: number, change: (tx: Db) => Promise<PaymentRow | undefined>) {
     const { operations } = this.d.t
     const row = await this.d.db.transaction(async (tx) => {
-      const [fresh] = await tx.insert(operations).values({ key, paymentId, action, amount, at: new Date() }).onConflictDoNothing().returning()
+      const [fresh] = await this.d.db.insertMany(operations, [{ key, paymentId, action, amount, at: new Date() }], { onConflictDoNothing: true, returning: 'key' })
       return fresh ? await change(tx) : undefined
     })
     return this.view(row ?? (await this.require(this.d.db.read, paymentId)))
   }
 
   private async record(tx: Db, paymentId: string, kind: EventKind, amount: number, detail: string | null) {
-    await tx.insert(this.d.t.events).values({ id: Bun.randomUUIDv7(), paymentId, kind, amount, detail, at: new Date() })
+    await this.d.db.insertMany(this.d.t.events, [{ id: Bun.randomUUIDv7(), paymentId, kind, amount, detail, at: new Date() }])
   }
 
-  private async require(db: Pick<Db, 'select'>, id: string): Promise<PaymentRow> {
-    const { payments } = this.d.t
-    const [row] = await db.select().from(payments).where(eq(payments.id, id))
+  private async require(on: Db | Reader, id: string): Promise<PaymentRow> {
+    const [row] = await this.q.byId(on, { id })
     if (!row) throw new NotFound(`no payment ${id}`, 'PAYMENT_NOT_FOUND')
     return row
   }

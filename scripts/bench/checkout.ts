@@ -22,7 +22,7 @@
  */
 import { parseArgs } from 'node:util'
 import { readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../free-port'
 import { stopChild } from './children'
@@ -96,6 +96,7 @@ async function main() {
       await expectOk(request(url, 'POST', '/api/v1/inventory/adjustments', { sku, warehouse, delta: stock, reason: 'bench stock' }, admin))
     }
     const customers = await register(url, Math.max(...levels))
+    const loadBefore = loadavg()[0]
 
     const sold = new Map<string, number>()
     let scarceRefused = 0
@@ -180,7 +181,9 @@ async function main() {
     if (active) problems.push('active reservations left behind')
 
     const what = journey ? `the whole journey (cart, line, checkout) timed for ${args.duration} s after ${args.warmup} s` : `checkouts of filled carts, ${ordersPerCustomer} per customer`
-    console.log(`\ncheckout throughput, all-in-one, SQLite, ${skuCount} SKUs + 1 scarce (${SCARCE} units): ${what}\n`)
+    console.log(`\ncheckout throughput, all-in-one, SQLite, ${skuCount} SKUs + 1 scarce (${SCARCE} units): ${what}`)
+    // Orders/s depends on what else the machine runs; CPU ms/order hardly does.
+    console.log(`load average (1 min) ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after, on ${navigator.hardwareConcurrency} cores\n`)
     const head = ['customers', 'orders', '409', 'errors', 'orders/s', 'p50 ms', 'p99 ms', 'server CPU ms/order', 'orders/s per busy core']
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
     const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i])).join(' | ')} |`
