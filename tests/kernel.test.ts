@@ -146,6 +146,11 @@ describe('configuration', () => {
     expect(message).toContain('JWT_SECRET must be set to a secret of your own when NODE_ENV=production')
   })
 
+  test('production refuses test hooks', async () => {
+    const message = await startError({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), ORDERS_TEST_PAUSE_BEFORE: 'place', ORDERS_TEST_PAUSE_MS: '1000' })
+    expect(message).toContain('ORDERS_TEST_PAUSE_BEFORE is a test hook and must be none when NODE_ENV=production')
+  })
+
   test('the server process exits 1 with the message on standard error', async () => {
     const proc = Bun.spawn([process.execPath, join(ROOT, 'kernel/main.ts')], {
       cwd: ROOT,

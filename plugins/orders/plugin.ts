@@ -33,6 +33,8 @@ export default definePlugin({
   },
   setup(ctx) {
     const c = ctx.config
+    if (ctx.nodeEnv === 'production' && c.ORDERS_TEST_PAUSE_BEFORE !== 'none')
+      throw new Error('ORDERS_TEST_PAUSE_BEFORE is a test hook and must be none when NODE_ENV=production')
     const publish = ctx.events.publish
     const carts = new Carts({ db: ctx.db, t: ctx.tables, call: ctx.call })
     const saga = new CheckoutSaga({
