@@ -7,7 +7,7 @@
  *   services   all-in-one as a child process (bun kernel/main.ts) on PostgreSQL + Redis + Mosquitto
  *   split      the gateway plus one process per plugin (two inventory replicas, two stockwatch
  *              replicas), scripts/split.ts's startSplit, on PostgreSQL + Redis + Mosquitto with
- *              shared subscriptions; checkouts pause 0.3 s before their last step (for the faults)
+ *              shared subscriptions; checkouts pause 0.5 s before their last step (for the faults)
  *
  * Every deployment also hosts tests/e2e/fixtures/stockwatch, a durable subscriber of inventory's
  * stock events with an HTTP view of what it handled.
@@ -143,10 +143,10 @@ async function split(): Promise<Topology> {
     env: baseEnv({
       ...common,
       MQTT_PROVISIONING: 'mosquitto-dynsec',
-      // Every checkout waits 0.3 s with its order placed, its stock reserved and its payment authorized,
+      // Every checkout waits 0.5 s with its order placed, its stock reserved and its payment authorized,
       // so a process killed during checkouts surely catches some at that point (split-suite.ts, checkout faults).
       ORDERS_TEST_PAUSE_BEFORE: 'complete',
-      ORDERS_TEST_PAUSE_MS: '300',
+      ORDERS_TEST_PAUSE_MS: '500',
     }),
   }).catch(async (error) => {
     await broker.stop()
