@@ -74,6 +74,8 @@ const common = {
   // Interrupted checkouts and unknown-outcome authorizations are settled within a second of their cause going away.
   ORDERS_SWEEP_MS: '250',
   PAYMENTS_SWEEP_MS: '250',
+  // postgres.js closes idle connections after 5 s: a dozen processes must not keep their pools on a shared server.
+  PGIDLE_TIMEOUT: '5',
 }
 
 export async function startTopology(name: TopologyName): Promise<Topology> {
