@@ -257,10 +257,11 @@ export function commerceSuite(topology: () => Topology) {
     const customers = await Promise.all(Array.from({ length: 32 }, () => s.customer()))
     const carts = await Promise.all(customers.map((c) => s.cart(c.token, [[sku, 1]])))
     const answers = await Promise.all(customers.map((c, i) => s.checkout(c.token, carts[i])))
-    const paid = answers.filter((r) => r.status === 201)
-    expect(paid.length).toBe(5)
-    for (const r of paid) expect(r.body.status).toBe('paid')
+    const outcomes: Record<string, number> = {}
+    for (const r of answers) outcomes[`${r.status} ${r.body?.error?.code ?? r.body?.status}`] = (outcomes[`${r.status} ${r.body?.error?.code ?? r.body?.status}`] ?? 0) + 1
+    expect(outcomes).toEqual({ '201 paid': 5, '409 OUT_OF_STOCK': 27 })
     for (const r of answers) if (r.status !== 201) expectError(r, 409, 'OUT_OF_STOCK')
+    const paid = answers.filter((r) => r.status === 201)
     expect(await s.level(sku, w)).toEqual({ sku, warehouse: w, onHand: 0, reserved: 0, available: 0 })
     expect(await s.reservations({ sku, status: 'active' })).toEqual([])
     expect((await s.reservations({ sku, status: 'committed' })).length).toBe(5)
