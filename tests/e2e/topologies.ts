@@ -76,6 +76,8 @@ const common = {
   PAYMENTS_SWEEP_MS: '250',
   // postgres.js closes idle connections after 5 s: a dozen processes must not keep their pools on a shared server.
   PGIDLE_TIMEOUT: '5',
+  // The suite's connections are named, to tell them apart on a shared server (pg_stat_activity.application_name).
+  PGAPPNAME: 'tessera-e2e',
 }
 
 export async function startTopology(name: TopologyName): Promise<Topology> {
