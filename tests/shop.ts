@@ -44,7 +44,14 @@ export async function openShop(url: string, paymentsUrl = url) {
     api,
     admin,
     manager,
-    customer: () => userWithRole(url, 'customer', admin),
+    /** A newly registered customer, signed in by the registration itself. */
+    async customer() {
+      const email = `${unique('customer')}@tessera.test`.toLowerCase()
+      const password = 'correct-horse-1'
+      const reg = await api.post('/api/v1/auth/register', { email, password, name: 'Customer' })
+      expectStatus(reg, 201)
+      return { email, password, id: reg.body.user.id as string, token: reg.body.accessToken as string, refreshToken: reg.body.refreshToken as string }
+    },
 
     async warehouse(code = unique('W').replace(/-/g, '_').slice(0, 32)) {
       expectStatus(await api.post('/api/v1/inventory/warehouses', { code, name: code }, manager.token), 201)

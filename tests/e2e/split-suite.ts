@@ -211,18 +211,18 @@ export function checkoutFaultSuite(topology: () => Topology) {
   const ORD = '/api/v1/orders'
   const PRICE = 1100
   const UNITS = 2
-  const STOCK = 40
+  const STOCK = 30
 
   async function checkoutsAcrossAKill(victims: () => ReturnType<Split['of']>) {
     const s = await openShop(topology().http)
     const w = await s.warehouse()
     const sku = await s.product({ price: PRICE, stock: { [w]: STOCK } })
-    const customers = await Promise.all(Array.from({ length: 10 }, () => s.customer()))
+    const customers = await Promise.all(Array.from({ length: 8 }, () => s.customer()))
     const carts = await Promise.all(customers.map((c) => s.cart(c.token, [[sku, UNITS]])))
     const mine = new Set(carts)
     const checkout = (i: number) => s.checkout(customers[i].token, carts[i])
 
-    const before = [0, 1, 2, 3, 4, 5].map(checkout)
+    const before = [0, 1, 2, 3, 4].map(checkout)
     // Kill once an order is placed and its saga has not finished yet.
     const midway = await eventually(async () => {
       const r = await s.api.get(`${ORD}/checkouts?status=running&limit=200`, s.manager.token)
@@ -231,7 +231,7 @@ export function checkoutFaultSuite(topology: () => Topology) {
     }, 10_000)
     expect(midway?.length).toBeGreaterThan(0)
     await Promise.all(victims().map((v) => v.kill('SIGKILL')))
-    const during = [6, 7, 8, 9].map(checkout)
+    const during = [5, 6, 7].map(checkout)
     const answers = await Promise.all([...before, ...during])
     await Promise.all(victims().map((v) => v.restart()))
 
@@ -240,24 +240,25 @@ export function checkoutFaultSuite(topology: () => Topology) {
       if (a.status === 201) expect(a.body.status).toBe('paid')
       else expectError(a, 503)
     }
-    expect(answers.filter((a) => a.status === 503).length).toBeGreaterThanOrEqual(4)
+    expect(answers.filter((a) => a.status === 503).length).toBeGreaterThanOrEqual(during.length)
     return { s, w, sku, customers, carts, answers, midway: midway! }
   }
 
   /** After the restart: every attempt settles, and what it left is whole; stock and ledger agree with the orders that exist. */
   async function expectNothingHalfDone(r: Awaited<ReturnType<typeof checkoutsAcrossAKill>>) {
     const { s, w, sku, customers, carts, answers, midway } = r
-    const sagas: Attempt[] = []
-    for (const [i, c] of customers.entries()) {
-      const saga = await s.settled(c.token, carts[i], 20_000)
-      // An authorization whose asker died is settled by the payments sweep after its lease.
-      await eventually(async () => (await s.paymentsOf(saga.id)).every((p) => p.status !== 'pending'), 10_000)
-      await s.expectWhole(saga, PRICE * UNITS)
-      if (answers[i].status === 201) expect([saga.status, saga.orderId]).toEqual(['completed', answers[i].body.id])
-      const orders = (await s.api.get(`${ORD}/orders`, c.token)).body.items as { id: string; status: string }[]
-      expect(orders.map((o) => [o.id, o.status])).toEqual(saga.orderId ? [[saga.orderId, 'paid']] : [])
-      sagas.push(saga)
-    }
+    const sagas = await Promise.all(
+      customers.map(async (c, i) => {
+        const saga = await s.settled(c.token, carts[i], 20_000)
+        // An authorization whose asker died is settled by the payments sweep after its lease.
+        await eventually(async () => (await s.paymentsOf(saga.id)).every((p) => p.status !== 'pending'), 10_000)
+        await s.expectWhole(saga, PRICE * UNITS)
+        if (answers[i].status === 201) expect([saga.status, saga.orderId]).toEqual(['completed', answers[i].body.id])
+        const orders = (await s.api.get(`${ORD}/orders`, c.token)).body.items as { id: string; status: string }[]
+        expect(orders.map((o) => [o.id, o.status])).toEqual(saga.orderId ? [[saga.orderId, 'paid']] : [])
+        return saga
+      }),
+    )
     // The orders placed before the kill could not finish then; they were finished once the plugin was back.
     expect(sagas.filter((c) => midway.includes(c.id)).map((c) => c.status)).toEqual(midway.map(() => 'completed'))
     const sold = sagas.filter((c) => c.status === 'completed').length * UNITS
