@@ -209,14 +209,14 @@ export function commerceSuite(topology: () => Topology) {
   })
 
   test('a provider timeout (tok_slow): 503 after the provider timeout, compensated; the late approval holds nothing', async () => {
-    // The topologies set PAYMENTS_PROVIDER_TIMEOUT_MS 800 and PAYMENTS_SANDBOX_SLOW_MS 1500.
+    // The topologies set PAYMENTS_PROVIDER_TIMEOUT_MS 2000 and PAYMENTS_SANDBOX_SLOW_MS 2500.
     const f = await attempt('tok_slow')
     expectError(f.answer, 503, 'PAYMENT_PROVIDER_UNAVAILABLE')
     await expectNothingLeft(f)
     // It failed at the timeout, not at the slow answer: the provider's approval never became an authorization.
     const [payment] = await f.s.paymentsOf(f.saga.id)
     expect(payment.events.map((e) => e.kind)).toEqual(['failed', 'voided'])
-    await Bun.sleep(Math.max(0, 1700 - f.ms))
+    await Bun.sleep(Math.max(0, 2700 - f.ms))
     await expectNothingLeft(f)
     expect((await f.s.paymentsOf(f.saga.id)).map((p) => [p.status, p.captured])).toEqual([['failed', 0]])
   })

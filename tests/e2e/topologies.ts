@@ -66,9 +66,10 @@ const common = {
   REGISTRY_TTL_MS: '2000',
   CALL_BREAKER_HALF_OPEN_MS: '300',
   EVENT_CLAIM_IDLE_MS: '2000',
-  // tok_slow (answered after 1.5 s) times out at the provider (0.8 s): the timeout path in every topology.
-  PAYMENTS_PROVIDER_TIMEOUT_MS: '800',
-  PAYMENTS_SANDBOX_SLOW_MS: '1500',
+  // tok_slow (answered after 2.5 s) times out at the provider (2 s): the timeout path in every topology,
+  // with room for tok_ok's answer on a busy machine.
+  PAYMENTS_PROVIDER_TIMEOUT_MS: '2000',
+  PAYMENTS_SANDBOX_SLOW_MS: '2500',
   // The suite's provider errors are on purpose; they must not open the circuit for the next test.
   PAYMENTS_BREAKER_FAILURES: '1000',
   // Interrupted checkouts and unknown-outcome authorizations are settled within a second of their cause going away.
