@@ -4,12 +4,25 @@
  * what each plugin says about the result (stock, reservations, ledger, payments).
  */
 import { expect } from 'bun:test'
-import { adminToken, client, expectStatus, userWithRole } from './harness'
+import { adminToken, client, eventually, expectStatus, userWithRole } from './harness'
 
 export const ADDRESS = { name: 'Ada Buyer', line1: '1 Analytical Way', city: 'London', postalCode: 'N1 9GU', country: 'GB' }
 
 let seq = 0
 export const unique = (tag: string) => `${tag}-${Date.now().toString(36)}-${(seq++).toString(36)}`
+/** A word of letters only, unique in this run: full-text parsers split words at digits differently (FTS5, tsvector). */
+export const uniqueWord = (tag: string) => `${tag}${unique('').replace(/[^a-z0-9]/gi, '').toLowerCase().replace(/\d/g, (d) => 'abcdefghij'[Number(d)])}`
+
+/** A checkout attempt as GET /orders/checkouts shows it. */
+export interface Attempt {
+  id: string
+  cartId: string
+  status: string
+  step: string
+  paymentId: string | null
+  orderId: string | null
+  error: { status: number; code: string } | null
+}
 
 export interface Level {
   sku: string
@@ -31,19 +44,42 @@ export async function openShop(url: string, paymentsUrl = url) {
     api,
     admin,
     manager,
-    customer: () => userWithRole(url, 'customer', admin),
+    /** A newly registered customer, signed in by the registration itself. */
+    async customer() {
+      const email = `${unique('customer')}@tessera.test`.toLowerCase()
+      const password = 'correct-horse-1'
+      const reg = await api.post('/api/v1/auth/register', { email, password, name: 'Customer' })
+      expectStatus(reg, 201)
+      return { email, password, id: reg.body.user.id as string, token: reg.body.accessToken as string, refreshToken: reg.body.refreshToken as string }
+    },
 
     async warehouse(code = unique('W').replace(/-/g, '_').slice(0, 32)) {
       expectStatus(await api.post('/api/v1/inventory/warehouses', { code, name: code }, manager.token), 201)
       return code
     },
 
+    /** A catalog category (at the root, or under `parentId`); returns its id. */
+    async category(slug: string, name: string, parentId?: string) {
+      const created = await api.post('/api/v1/catalog/categories', { slug, name, ...(parentId ? { parentId } : {}) }, manager.token)
+      expectStatus(created, 201)
+      return created.body.id as string
+    },
+
     /** A product in the catalog and an inventory item of the same SKU, stocked per warehouse. */
-    async product(options: { price?: number; currency?: string; stock?: Record<string, number>; name?: string } = {}) {
+    async product(
+      options: { price?: number; currency?: string; stock?: Record<string, number>; name?: string; description?: string; categoryId?: string } = {},
+    ) {
       const sku = unique('SKU')
       const created = await api.post(
         '/api/v1/catalog/products',
-        { sku, name: options.name ?? `Thing ${sku}`, price: options.price ?? 1000, currency: options.currency ?? 'EUR' },
+        {
+          sku,
+          name: options.name ?? `Thing ${sku}`,
+          price: options.price ?? 1000,
+          currency: options.currency ?? 'EUR',
+          ...(options.description ? { description: options.description } : {}),
+          ...(options.categoryId ? { categoryId: options.categoryId } : {}),
+        },
         manager.token,
       )
       expectStatus(created, 201)
@@ -117,7 +153,52 @@ export async function openShop(url: string, paymentsUrl = url) {
     async checkouts(token: string, cartId: string) {
       const r = await api.get(`/api/v1/orders/checkouts?cartId=${cartId}`, token)
       expectStatus(r, 200)
-      return r.body.items as { id: string; status: string; step: string; paymentId: string | null; orderId: string | null; error: { status: number; code: string } | null }[]
+      return r.body.items as Attempt[]
+    },
+
+    /** The SKUs a catalog search lists, page after page (`limit` per page), with the number of pages it took. */
+    async search(query: Record<string, string | number>, limit = 50) {
+      const skus: string[] = []
+      let pages = 0
+      for (let cursor: string | null = ''; cursor !== null; pages++) {
+        const q = new URLSearchParams({ ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, String(v)])), limit: String(limit), ...(cursor ? { cursor } : {}) })
+        const r = await api.get(`/api/v1/catalog/products?${q}`)
+        expectStatus(r, 200)
+        skus.push(...r.body.items.map((p: { sku: string }) => p.sku))
+        cursor = r.body.nextCursor
+      }
+      return { skus, pages }
+    },
+
+    /** The cart's latest checkout once it is settled (completed or compensated), within `ms`. */
+    async settled(token: string, cartId: string, ms = 15_000) {
+      const attempt = await eventually(async () => {
+        const [latest] = await shop.checkouts(token, cartId)
+        return latest && (latest.status === 'completed' || latest.status === 'compensated') ? latest : undefined
+      }, ms)
+      if (!attempt) throw new Error(`the checkout of cart ${cartId} did not settle within ${ms} ms: ${JSON.stringify(await shop.checkouts(token, cartId))}`)
+      return attempt
+    },
+
+    /**
+     * What a settled checkout left behind is whole: completed, its order is paid with every
+     * reservation committed and the amount captured; compensated, no order, nothing reserved and
+     * no money held.
+     */
+    async expectWhole(attempt: Attempt, amount: number) {
+      const reservations = await shop.reservations({ reference: attempt.id })
+      const payments = await shop.paymentsOf(attempt.id)
+      if (attempt.status === 'completed') {
+        expect((await shop.order(attempt.orderId!)).status).toBe('paid')
+        expect(reservations.length).toBeGreaterThan(0)
+        expect(reservations.map((r) => r.status).filter((s) => s !== 'committed')).toEqual([])
+        expect(payments.map((p) => [p.status, p.amount, p.captured])).toEqual([['captured', amount, amount]])
+      } else {
+        expect(attempt.status).toBe('compensated')
+        expect(attempt.orderId).toBeNull()
+        expect(reservations.map((r) => r.status).filter((s) => s !== 'released')).toEqual([])
+        for (const p of payments) expect(['declined', 'failed', 'voided']).toContain(p.status)
+      }
     },
 
     async order(id: string, token = manager.token) {

@@ -37,6 +37,8 @@ export const TIMEOUT_HEADER = 'x-call-timeout-ms'
 export class Undelivered extends Unavailable {}
 /** The request may have reached the owner: only idempotent calls may try again. */
 class Unreachable extends Unavailable {}
+/** The owner itself answered 503 (something behind it is down): retried like Unreachable, but the owner is alive, so its circuit stays closed. */
+class OwnerAnswered503 extends Unavailable {}
 
 export interface HttpTransportOptions {
   /** Extra attempts for idempotent actions. */
@@ -94,7 +96,7 @@ export class HttpTransport implements CallTransport {
     let policy = this.retries.get(action)
     if (!policy) {
       const idempotent = (actions as Record<string, { idempotent?: boolean }>)[action]?.idempotent === true
-      const again = (e: unknown) => e instanceof Undelivered || (idempotent && e instanceof Unreachable)
+      const again = (e: unknown) => e instanceof Undelivered || (idempotent && (e instanceof Unreachable || e instanceof OwnerAnswered503))
       policy = retry(handleWhen(again), { maxAttempts: this.o.retries, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) })
       policy.onRetry(() => this.counted?.retries.inc({ action }))
       this.retries.set(action, policy)
@@ -165,7 +167,7 @@ function rebuild(status: number, code: string, message: string, details: ErrorDe
     case 429:
       return new TooManyRequests(Number(retryAfter ?? 1), message)
     case 503:
-      return code === 'NOT_READY' || code === 'NOT_HOSTED' ? new Undelivered(message, code) : new Unreachable(message, code)
+      return code === 'NOT_READY' || code === 'NOT_HOSTED' ? new Undelivered(message, code) : new OwnerAnswered503(message, code)
   }
   // A failure the owner did not foresee stays one here: an internal error, not a kind.
   if (status >= 500) return new Error(`${message} (${code}, from the owner)`)

@@ -7,7 +7,7 @@
  *   services   all-in-one as a child process (bun kernel/main.ts) on PostgreSQL + Redis + Mosquitto
  *   split      the gateway plus one process per plugin (two inventory replicas, two stockwatch
  *              replicas), scripts/split.ts's startSplit, on PostgreSQL + Redis + Mosquitto with
- *              shared subscriptions
+ *              shared subscriptions; checkouts pause 0.5 s before their last step (for the faults)
  *
  * Every deployment also hosts tests/e2e/fixtures/stockwatch, a durable subscriber of inventory's
  * stock events with an HTTP view of what it handled.
@@ -66,6 +66,19 @@ const common = {
   REGISTRY_TTL_MS: '2000',
   CALL_BREAKER_HALF_OPEN_MS: '300',
   EVENT_CLAIM_IDLE_MS: '2000',
+  // tok_slow (answered after 2.5 s) times out at the provider (2 s): the timeout path in every topology,
+  // with room for tok_ok's answer on a busy machine.
+  PAYMENTS_PROVIDER_TIMEOUT_MS: '2000',
+  PAYMENTS_SANDBOX_SLOW_MS: '2500',
+  // The suite's provider errors are on purpose; they must not open the circuit for the next test.
+  PAYMENTS_BREAKER_FAILURES: '1000',
+  // Interrupted checkouts and unknown-outcome authorizations are settled within a second of their cause going away.
+  ORDERS_SWEEP_MS: '250',
+  PAYMENTS_SWEEP_MS: '250',
+  // postgres.js closes idle connections after 5 s: a dozen processes must not keep their pools on a shared server.
+  PGIDLE_TIMEOUT: '5',
+  // The suite's connections are named, to tell them apart on a shared server (pg_stat_activity.application_name).
+  PGAPPNAME: 'tessera-e2e',
 }
 
 export async function startTopology(name: TopologyName): Promise<Topology> {
@@ -132,7 +145,14 @@ async function split(): Promise<Topology> {
     port: 0,
     replicas: { inventory: 2, stockwatch: 2 },
     pluginDirs: PLUGIN_DIRS,
-    env: baseEnv({ ...common, MQTT_PROVISIONING: 'mosquitto-dynsec' }),
+    env: baseEnv({
+      ...common,
+      MQTT_PROVISIONING: 'mosquitto-dynsec',
+      // Every checkout waits 0.5 s with its order placed, its stock reserved and its payment authorized,
+      // so a process killed during checkouts surely catches some at that point (split-suite.ts, checkout faults).
+      ORDERS_TEST_PAUSE_BEFORE: 'complete',
+      ORDERS_TEST_PAUSE_MS: '500',
+    }),
   }).catch(async (error) => {
     await broker.stop()
     throw error
