@@ -107,7 +107,7 @@ export class Kernel {
     const pluginConfigs = readPluginSettings(selected, env)
 
     // 2. Ports, with the adapters the configuration picks.
-    const db = openDatabase(config.DATABASE_URL)
+    const db = openDatabase(config.DATABASE_URL, { poolSize: config.DATABASE_POOL_SIZE })
     const cache = openCache(config.REDIS_URL, config.REDIS_PREFIX, log.child({ component: 'cache' }))
     const metrics = new Metrics()
     const identity = new Identity(config.JWT_SECRET, cache)

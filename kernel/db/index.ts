@@ -2,8 +2,8 @@ import type { Database } from './port'
 import { openPostgres } from './postgres'
 import { openSqlite } from './sqlite'
 
-export function openDatabase(url: string): Database {
-  return url.startsWith('sqlite:') ? openSqlite(url) : openPostgres(url)
+export function openDatabase(url: string, options: { poolSize?: number } = {}): Database {
+  return url.startsWith('sqlite:') ? openSqlite(url) : openPostgres(url, { max: options.poolSize })
 }
 
 export type { Database, Db, Reader } from './port'

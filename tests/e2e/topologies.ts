@@ -148,6 +148,8 @@ async function split(): Promise<Topology> {
     env: baseEnv({
       ...common,
       MQTT_PROVISIONING: 'mosquitto-dynsec',
+      // A dozen processes share one PostgreSQL server (max_connections 100, other suites too): small pools.
+      DATABASE_POOL_SIZE: '4',
       // Every checkout waits 0.5 s with its order placed, its stock reserved and its payment authorized,
       // so a process killed during checkouts surely catches some at that point (split-suite.ts, checkout faults).
       ORDERS_TEST_PAUSE_BEFORE: 'complete',
