@@ -107,6 +107,7 @@ export const kernelSettings = {
     parse: (raw: string) =>
       /^sqlite:.+/.test(raw) || /^postgres(ql)?:\/\/.+/.test(raw) ? raw : fail('must be sqlite:<path>, sqlite::memory: or postgres://…'),
   } as Setting<string>,
+  LAUNCHER_PID: setting.int('process id of the launcher that started this process (scripts/split.ts, tests): once it is gone, this one stops gracefully, so a killed launcher leaves no servers behind; 0 = none', 0, 0),
   DATABASE_POOL_SIZE: setting.int('PostgreSQL connections this process may open at most (size it so every process of a deployment fits under max_connections)', 10, 1, 500),
   REDIS_URL: setting.url('Redis for cache, rate limits, registry and cross-process events; unset = in-memory', ['redis:', 'rediss:']),
   REDIS_PREFIX: setting.string('prefix of every Redis key this deployment writes', 'tessera:'),

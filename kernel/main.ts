@@ -22,6 +22,16 @@ try {
   }
   process.once('SIGTERM', () => shutdown('SIGTERM'))
   process.once('SIGINT', () => shutdown('SIGINT'))
+  const launcher = kernel.config.LAUNCHER_PID
+  if (launcher) {
+    // A launcher killed outright (SIGKILL) cannot stop its children; they notice they were reparented.
+    const watch = setInterval(() => {
+      if (process.ppid === launcher) return
+      clearInterval(watch)
+      shutdown('launcher gone')
+    }, 1_000)
+    watch.unref()
+  }
 } catch (error) {
   if (error instanceof ConfigError || error instanceof DiscoveryError) {
     console.error(`tessera: ${error.message}`)

@@ -108,7 +108,7 @@ export async function startSplit(options: SplitOptions): Promise<Split> {
     const spawn = () => {
       const proc = Bun.spawn([process.execPath, join(ROOT, 'kernel/main.ts')], {
         cwd: ROOT,
-        env: { ...shared, PLUGINS: plugin, PORT: String(port), ADVERTISE_URL: url, MQTT_PORT: '0', MQTT_INSTANCE: name },
+        env: { ...shared, PLUGINS: plugin, PORT: String(port), ADVERTISE_URL: url, MQTT_PORT: '0', MQTT_INSTANCE: name, LAUNCHER_PID: String(process.pid) },
         stdout: Bun.file(log),
         stderr: Bun.file(join(logDir, `${name}.err.log`)),
       })

@@ -103,7 +103,7 @@ export interface ChildServer {
 export async function spawnServer(env: Record<string, string>): Promise<ChildServer> {
   const proc = Bun.spawn([process.execPath, join(ROOT, 'kernel/main.ts')], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH ?? '', LAUNCHER_PID: String(process.pid), ...env, LOG_LEVEL: 'info' },
     stdout: 'pipe',
     stderr: 'pipe',
   })

@@ -224,6 +224,30 @@ describe(`graceful shutdown (${variant})`, () => {
   const store = isolatedStore()
   afterAll(() => store.cleanup())
 
+  test('with LAUNCHER_PID, a server whose launcher was killed outright (SIGKILL) stops by itself', async () => {
+    // The launcher: a process that starts the server and then sits there, like scripts/split.ts.
+    const launcherCode = `
+      const child = Bun.spawn([process.execPath, ${JSON.stringify(join(ROOT, 'kernel/main.ts'))}], {
+        cwd: ${JSON.stringify(ROOT)}, env: { ...process.env, LAUNCHER_PID: String(process.pid) }, stdout: 'ignore', stderr: 'ignore' })
+      console.log(child.pid)
+      await Bun.sleep(60_000)`
+    const launcher = Bun.spawn([process.execPath, '-e', launcherCode], { env: { ...process.env, ...baseEnv({ ...store.env, PORT: '0', MQTT_PORT: '0' }) }, stdout: 'pipe' })
+    const pid = Number(new TextDecoder().decode((await launcher.stdout.getReader().read()).value).trim())
+    const alive = () => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    expect(alive()).toBe(true)
+    launcher.kill('SIGKILL') // while the server may still be starting: it notices once it is up
+    await Bun.sleep(200)
+    expect(alive()).toBe(true)
+    expect(await eventually(async () => !alive(), 8_000)).toBe(true)
+  })
+
   test('SIGTERM during a burst of requests: every accepted request is answered, and the exit code is 0', async () => {
     const server = await spawnServer(baseEnv(store.env))
     const slow = (ms: number) => fetch(`${server.url}/api/v1/ledger/slow?ms=${ms}`).then(
