@@ -1,6 +1,7 @@
 /** The one place where failures become the error envelope of CONTRACT.md section 2. */
 import { ValidationError } from 'elysia'
 import { AppError, type ErrorDetail } from '../../shared/errors'
+import { sqlState } from '../db/errors'
 
 export interface Envelope {
   status: number
@@ -41,13 +42,7 @@ export function toEnvelope(error: unknown, elysiaCode: unknown, requestId: strin
       return make(400, 'BAD_REQUEST', 'invalid cookie signature')
   }
   // Text the database cannot hold (PostgreSQL: NUL bytes, invalid encodings) is the client's to fix.
-  if (databaseCode(error) === '22021' || databaseCode(error) === '22P05') return make(400, 'UNSUPPORTED_CHARACTER', 'the request contains characters that cannot be stored')
+  const state = sqlState(error)
+  if (state === '22021' || state === '22P05') return make(400, 'UNSUPPORTED_CHARACTER', 'the request contains characters that cannot be stored')
   return make(500, 'INTERNAL', 'internal error', undefined, {}, true)
-}
-
-/** The SQLSTATE of a database error, through the wrappers around it. */
-function databaseCode(error: unknown): string | undefined {
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++)
-    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code
-  return undefined
 }

@@ -6,6 +6,7 @@
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm'
 import type { Database, Db, Reader, Tables } from '../../kernel/db'
+import { isUniqueViolation } from '../../kernel/db/errors'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
@@ -75,13 +76,6 @@ export interface NewProduct {
   active?: boolean
 }
 export type ProductChange = Partial<Omit<NewProduct, 'sku'>>
-
-/** Unique-key violations on both dialects (PostgreSQL 23505, SQLite SQLITE_CONSTRAINT_UNIQUE). */
-function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; errno?: number; message?: string; cause?: unknown }
-  if (e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE') return true
-  return e?.cause !== undefined && isUniqueViolation(e.cause)
-}
 
 export class CatalogService {
   private readonly t: T

@@ -3,7 +3,8 @@ import { asc, eq, gt } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
 import { Conflict, NotFound } from '../../shared/errors'
 import type { ChatSchema } from './schema'
-import { type Actor, isUniqueViolation } from './service'
+import { isUniqueViolation } from '../../kernel/db/errors'
+import type { Actor } from './service'
 
 type T = Tables<ChatSchema>
 export type CannedRow = T['cannedResponses']['$inferSelect']

@@ -244,11 +244,3 @@ export function allowed(actor: Actor, id: string, c: ConversationRow | undefined
 
 /** The customer id of a sender of an inbound channel. */
 export const externalSender = (channel: string, from: string) => `ext:${channel}:${from}`
-
-/** A unique key refused the write (PostgreSQL 23505, SQLite SQLITE_CONSTRAINT_UNIQUE). */
-export function isUniqueViolation(error: unknown): boolean {
-  for (let e: any = error; e; e = e.cause) {
-    if (e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint failed/.test(String(e.message))) return true
-  }
-  return false
-}
