@@ -54,8 +54,13 @@ export class Identity {
 
   /** Whether a token of `subject` issued at `issuedAt` has been revoked since (in any process). */
   async isRevoked(subject: string, issuedAt: number): Promise<boolean> {
-    const revokedAt = await this.cache.get<number>(`revoked:${subject}`)
+    const revokedAt = await this.revokedAt(subject)
     return revokedAt !== undefined && issuedAt <= revokedAt
+  }
+
+  /** When `subject`'s tokens were last revoked (every one issued up to then is void), if ever. */
+  revokedAt(subject: string): Promise<number | undefined> {
+    return this.cache.get<number>(`revoked:${subject}`)
   }
 
   /** Calls `listener` when this process revokes a subject; returns the function that stops it. */

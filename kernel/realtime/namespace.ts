@@ -143,10 +143,10 @@ export class PluginNamespace implements RealtimeNamespace {
     }
     let dropped = 0
     for (const [id, sockets] of bySubject) {
-      const oldest = Math.min(...sockets.map((s) => s.data.issuedAt as number))
-      if (!(await this.deps!.identity.isRevoked(id, oldest))) continue
+      const revokedAt = await this.deps!.identity.revokedAt(id)
+      if (revokedAt === undefined) continue
       for (const socket of sockets) {
-        if (!(await this.deps!.identity.isRevoked(id, socket.data.issuedAt as number))) continue
+        if ((socket.data.issuedAt as number) > revokedAt) continue
         socket.disconnect(true)
         dropped++
       }
