@@ -17,6 +17,9 @@ INSERT INTO "catalog_search" ("id", "search", "active", "category_id", "price", 
 --> statement-breakpoint
 CREATE INDEX "catalog_search_search" ON "catalog_search" USING gin ("search") WITH (fastupdate = off);
 --> statement-breakpoint
+-- Statistics for the copy of an existing catalog: the planner picks the text index from the first search on.
+ANALYZE "catalog_search";
+--> statement-breakpoint
 -- search_path pinned to this schema: a writer with another search_path still reaches this copy.
 CREATE FUNCTION "catalog_search_copy"() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
