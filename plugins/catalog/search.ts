@@ -108,6 +108,14 @@ function orders(products: T['products'], score: SQL<number> | undefined): Record
   }
 }
 
+/** The per-category index of each sort order (schema.ts). */
+const CATEGORY_INDEX: Record<Exclude<Sort, 'relevance'>, string> = {
+  newest: 'catalog_products_category',
+  price_asc: 'catalog_products_category_price',
+  price_desc: 'catalog_products_category_price',
+  name: 'catalog_products_category_name',
+}
+
 interface CursorKey {
   /** The sort and query the cursor belongs to. */
   s: Sort
@@ -189,9 +197,18 @@ export class ProductSearch {
     } else if (this.db.dialect === 'postgres' && !text && categoryIds && categoryIds.length > 1) {
       rows = await this.severalCategories(categoryIds, filters, sort as Exclude<Sort, 'relevance'>, direction, n)
     } else {
+      // SQLite serves a category list in sort order from the (category, key, id) index of that key,
+      // reading at most n rows per category; left alone, its planner may pick another category index
+      // and sort every product of the categories (newest first over a department: 20-35 ms, not 1).
+      const hinted = this.db.dialect === 'sqlite' && !text && categoryIds !== undefined
+      const columns = getTableColumns(products)
       let select = this.db.read
-        .select({ ...getTableColumns(products), score: text ? text.score.mapWith(Number) : sql<null>`null` })
-        .from(products)
+        .select({
+          // Columns as expressions (each with its own decoding): drizzle checks plain columns against a table, not a hinted one.
+          ...(hinted ? (Object.fromEntries(Object.entries(columns).map(([k, c]) => [k, sql`${c}`.mapWith(c)])) as unknown as typeof columns) : columns),
+          score: text ? text.score.mapWith(Number) : sql<null>`null`,
+        })
+        .from(hinted ? (sql`${products} indexed by ${sql.identifier(CATEGORY_INDEX[sort as Exclude<Sort, 'relevance'>])}` as unknown as typeof products) : products)
         .$dynamic()
       if (text?.join) select = select.innerJoin(text.join.table as never, text.join.on)
       rows = (await select
