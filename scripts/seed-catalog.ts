@@ -381,7 +381,8 @@ export async function seedCatalog(
         .where(sql`${products.sku} in (select ${stock.sku} from ${stock}) and ${products.available} <> ${total}`),
     )
     // Fresh planner statistics: the right index for each filter from the first query on.
-    if (db.dialect === 'postgres') await db.transaction((tx) => tx.execute(sql`analyze catalog_products, catalog_categories`))
+    // (catalog_search: the narrow copy relevance ranking reads on PostgreSQL, see plugins/catalog/search.ts.)
+    if (db.dialect === 'postgres') await db.transaction((tx) => tx.execute(sql`analyze catalog_products, catalog_categories, catalog_search`))
     else await db.transaction(async (tx) => void (await (tx as unknown as { run(query: SQL): Promise<unknown> }).run(sql`analyze`)))
     return { categories: addedCategories, products: addedProducts }
   } finally {

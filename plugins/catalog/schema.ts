@@ -65,3 +65,17 @@ export const schema = {
 }
 
 export type CatalogSchema = typeof schema
+
+/**
+ * PostgreSQL only, and not in `schema`: a narrow copy of what relevance ranking reads (the tsvector,
+ * not declared here, and the filter columns), written by triggers on catalog_products in
+ * migrations/postgres/0004_search_copy.sql. search.ts ranks over it and reads full rows for one page.
+ */
+export const searchCopy = table('catalog_search', (c) => ({
+  id: c.id(),
+  active: c.boolean('active').notNull(),
+  categoryId: c.text('category_id'),
+  price: c.bigint('price').notNull(),
+  /** `available > 0` of the product. */
+  inStock: c.boolean('in_stock').notNull(),
+}))

@@ -2,7 +2,7 @@
  * Catalog benchmarks, in sections (each runnable alone with --section):
  *
  *   bun scripts/bench/catalog.ts [--section search] [--database sqlite|postgres|both] [--products 100000]
- *                                [--rounds 40] [--target-p95-ms 20]
+ *                                [--rounds 40] [--target-p95-ms 20] [--keep | --store <database url>]
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test   (the PostgreSQL server; this is the default)
  *
  * search: per database, a fresh SQLite file or PostgreSQL schema (`?schema=bench_catalog_<id>`,
@@ -13,7 +13,9 @@
  * typed), with a category, a price range, each sort, inStock, second pages via nextCursor, and
  * browsing without words. After one untimed warm-up pass, --rounds passes of the mix are timed
  * (client-side, request sent to body read). The table gives p50/p95/p99 per query kind and dialect
- * against the target. Exit code: 0 every kind meets the target, 1 one does not, 2 the benchmark
+ * against the target. While iterating, --keep leaves the seeded store in place and prints its URL,
+ * and --store <url> (with one --database) runs on that store instead of a fresh one (seeding adds
+ * only what is missing); reported numbers come from a fresh store. Exit code: 0 every kind meets the target, 1 one does not, 2 the benchmark
  * could not run.
  */
 import { rmSync } from 'node:fs'
@@ -39,6 +41,8 @@ const { values } = parseArgs({
     products: { type: 'string', default: '100000' },
     rounds: { type: 'string', default: '40' },
     'target-p95-ms': { type: 'string', default: '20' },
+    keep: { type: 'boolean', default: false },
+    store: { type: 'string' },
   },
 })
 
@@ -50,6 +54,14 @@ interface Store {
   name: 'sqlite' | 'postgres'
   url: string
   drop(): Promise<void>
+}
+
+/** The store of --store, or a fresh one; --keep and --store leave it in place. */
+function storeFor(name: Store['name']): Store {
+  if (values.store) return { name, url: values.store, drop: async () => {} }
+  const store = freshStore(name)
+  if (!values.keep) return store
+  return { ...store, drop: async () => console.log(`search / ${name}: kept ${store.url}`) }
 }
 
 function freshStore(name: Store['name']): Store {
@@ -183,9 +195,10 @@ async function searchSection(): Promise<boolean> {
   const rounds = Number(values.rounds)
   const target = Number(values['target-p95-ms'])
   const dialects: Store['name'][] = values.database === 'both' ? ['sqlite', 'postgres'] : [values.database as Store['name']]
+  if (values.store && dialects.length !== 1) throw new Error('--store needs --database sqlite or --database postgres')
   const results = new Map<string, Map<string, number[]>>()
   for (const dialect of dialects) {
-    const store = freshStore(dialect)
+    const store = storeFor(dialect)
     try {
       console.log(`search / ${dialect}: seeding ${products} products, then ${rounds} timed passes of the mix…`)
       const run = await runSearch(store, products, rounds)
