@@ -182,11 +182,18 @@ function startCheckpointer(path: string) {
       worker.addEventListener('message', onMessage)
       worker.postMessage(send)
     })
-  let commits = 0
+  let transactions = 0
+  // After a complete copy the log starts over from its beginning, but its file keeps its size: only a
+  // file growing past the largest size seen so far says the log is not starting over (and needs a copy).
+  let largest = MAX_WAL_BYTES
   return {
-    /** Called after each commit: every 16 commits, whether the log has grown past its bound. */
+    /** Called after each transaction: every 16, whether the log has grown past its bound. */
     due() {
-      return ++commits % 16 === 0 && (statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0) > MAX_WAL_BYTES
+      if (++transactions % 16 !== 0) return false
+      const size = statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0
+      if (size <= largest) return false
+      largest = size
+      return true
     },
     /** Copies the whole log; to be run from the writer's queue, between transactions. */
     copy: () => reply('copied', { type: 'copy' }, 5000),
