@@ -116,8 +116,7 @@ export class Allocations {
         if (after.length === 0 || after.some((r) => r.status !== 'committed')) throw new Uncommitted()
         const changed: Level[] = []
         for (const row of committed.sort(byLevel)) {
-          await this.d.stock.unreserve(tx, row)
-          const level = await this.d.ledger.adjust(tx, { sku: row.sku, warehouse: row.warehouse, delta: -row.quantity, reason: 'reservation committed', source: `reservation:${row.id}` })
+          const level = await this.d.ledger.takeReserved(tx, { sku: row.sku, warehouse: row.warehouse, quantity: row.quantity, reason: 'reservation committed', source: `reservation:${row.id}` })
           if (level) changed.push(level)
         }
         await this.d.ledger.announce(tx, changed)

@@ -74,6 +74,17 @@ export class Ledger {
           .where(and(at(p), gte(sql`${levels.onHand} - ${levels.reserved} + ${p('delta', levels.onHand)}`, 0)))
           .returning(),
       ),
+      takeReserved: db.prepare('inventory.takeReserved', (q, p: Params<At & { quantity: number; now: Date }>) =>
+        q
+          .update(levels)
+          .set({
+            onHand: sql`${levels.onHand} - ${p('quantity', levels.onHand)}`,
+            reserved: sql`${levels.reserved} - ${p('quantity', levels.reserved)}`,
+            updatedAt: p('now', levels.updatedAt),
+          })
+          .where(at(p))
+          .returning(),
+      ),
       level: db.prepare('inventory.level', (q, p: Params<At>) => q.select().from(levels).where(at(p))),
       reorderRules: db.prepare('inventory.reorderRules', (q, p: Params<{ sku: string }>) =>
         q.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(eq(items.sku, p('sku'))),
@@ -125,6 +136,17 @@ export class Ledger {
     const [row] = await statement(tx, { sku: m.sku, warehouse: m.warehouse, delta: m.delta, now: new Date() })
     if (!row) return undefined
     if (m.delta !== 0) await this.record(m, m.delta, row.onHand)
+    return toLevel(row)
+  }
+
+  /**
+   * Reserved stock leaves (a committed reservation): onHand and reserved drop by `quantity`
+   * together, with its movement.
+   */
+  async takeReserved(tx: Db, m: Movement & { quantity: number }): Promise<Level | undefined> {
+    const [row] = await this.q.takeReserved(tx, { sku: m.sku, warehouse: m.warehouse, quantity: m.quantity, now: new Date() })
+    if (!row) return undefined
+    await this.record(m, -m.quantity, row.onHand)
     return toLevel(row)
   }
 
