@@ -80,7 +80,7 @@ class WriteQueue {
   private async group(first: Task) {
     const done: { task: Task; value: unknown; hooks: (() => void)[] }[] = []
     this.begin.run()
-    for (let task: Task | undefined = first; task; task = this.next(done.length)) {
+    for (let task: Task | undefined = first; task; task = await this.next(done.length)) {
       const hooks: (() => void)[] = []
       // The first needs no savepoint: when it fails, the whole transaction (only its own work) rolls back.
       const saved = task !== first
@@ -116,10 +116,15 @@ class WriteQueue {
     }
   }
 
-  /** The next transaction of this group, if one is waiting and the group may grow. */
-  private next(size: number): Task | undefined {
+  /**
+   * The next transaction of this group, if one is waiting and the group may grow. With none
+   * waiting, one turn of the event loop first: requests that arrived meanwhile may bring some.
+   */
+  private async next(size: number): Promise<Task | undefined> {
+    if (size >= MAX_GROUP || !this.writer.inTransaction) return undefined
+    if (this.waiting.length === 0) await new Promise<void>((resolve) => setImmediate(resolve))
     const task = this.waiting[0]
-    if (!task || task.alone || size >= MAX_GROUP || !this.writer.inTransaction) return undefined
+    if (!task || task.alone || !this.writer.inTransaction) return undefined
     return this.waiting.shift()
   }
 
