@@ -79,31 +79,32 @@ class WriteQueue {
 
   private async group(first: Task) {
     const done: { task: Task; value: unknown; hooks: (() => void)[] }[] = []
-    this.begin.run()
+    try {
+      this.begin.run()
+    } catch (error) {
+      return first.reject(error) // e.g. another process held the database past busy_timeout
+    }
     for (let task: Task | undefined = first; task; task = await this.next(done.length)) {
       const hooks: (() => void)[] = []
       // The first needs no savepoint: when it fails, the whole transaction (only its own work) rolls back.
       const saved = task !== first
-      if (saved) this.savepoint.run()
       try {
+        if (saved) this.savepoint.run()
         const value = await task.body(hooks)
         if (saved) this.release.run()
         done.push({ task, value, hooks })
       } catch (error) {
         task.reject(error)
-        if (!this.writer.inTransaction) return this.fail(done, error) // SQLite gave up the whole transaction
-        if (!saved) {
-          this.rollback.run()
-          return
-        }
-        this.undo.run()
-        this.release.run()
+        if (saved && this.undoLast()) continue
+        // The first failed, or SQLite gave up the whole transaction: nothing of this group is stored.
+        this.abandon()
+        return this.fail(done, error)
       }
     }
     try {
       this.commit.run()
     } catch (error) {
-      if (this.writer.inTransaction) this.rollback.run()
+      this.abandon()
       return this.fail(done, error)
     }
     for (const { task, value, hooks } of done) {
@@ -126,6 +127,26 @@ class WriteQueue {
     const task = this.waiting[0]
     if (!task || task.alone || !this.writer.inTransaction) return undefined
     return this.waiting.shift()
+  }
+
+  /** Takes back the work of the last savepoint; false when that cannot be done (the transaction is gone). */
+  private undoLast(): boolean {
+    if (!this.writer.inTransaction) return false
+    try {
+      this.undo.run()
+      this.release.run()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private abandon() {
+    try {
+      if (this.writer.inTransaction) this.rollback.run()
+    } catch {
+      // Already gone.
+    }
   }
 
   private fail(done: { task: Task }[], error: unknown) {
