@@ -87,6 +87,45 @@ describe(`database port (${variant})`, () => {
     expect(seen).toEqual(['committed'])
   })
 
+  test('of transactions that wait together, one that fails loses only its own writes, and each caller hears back once its writes can be read', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    // The first holds the writer while the others queue behind it (on SQLite they then share one commit).
+    const first = db.transaction(async (tx) => {
+      await tx.insert(entries).values(entry('grouped-first'))
+      await gate
+    })
+    const seen: Record<string, number> = {}
+    const visible = async (note: string) => (seen[note] = (await db.read.select().from(entries).where(eq(entries.note, note))).length)
+    const queued = Array.from({ length: 10 }, (_, i) =>
+      db
+        .transaction(async (tx) => {
+          await tx.insert(entries).values(entry(`grouped-${i}`))
+          await Bun.sleep(1)
+          if (i % 3 === 1) throw new Error(`grouped-${i} fails`)
+          await tx.insert(entries).values(entry(`grouped-${i}-after`))
+        })
+        .then(() => visible(`grouped-${i}-after`))
+        .then(
+          () => 'committed',
+          () => 'failed',
+        ),
+    )
+    await Bun.sleep(20)
+    release()
+    await first
+    expect(await visible('grouped-first')).toBe(1)
+    const outcomes = await Promise.all(queued)
+    const all = await notes()
+    for (let i = 0; i < 10; i++) {
+      const fails = i % 3 === 1
+      expect(outcomes[i]).toBe(fails ? 'failed' : 'committed')
+      expect(all.includes(`grouped-${i}`)).toBe(!fails)
+      expect(all.includes(`grouped-${i}-after`)).toBe(!fails)
+      if (!fails) expect(seen[`grouped-${i}-after`]).toBe(1)
+    }
+  })
+
   test('reads outside a transaction never see its uncommitted writes', async () => {
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))

@@ -1,11 +1,12 @@
 /**
  * SQLite adapter (bun:sqlite). drizzle's bun:sqlite transactions commit at the first await
  * (drizzle-orm #1472, #2275), and one connection serves every request, so this adapter runs its own
- * BEGIN IMMEDIATE … COMMIT while holding an async lock: transactions never interleave, and a write
+ * BEGIN IMMEDIATE … COMMIT from a queue (WriteQueue): transactions never interleave, and a write
  * from another request cannot land inside someone else's transaction. Reads use a second, read-only
  * connection (WAL), so they never see uncommitted writes.
  */
 import { Database as Sqlite } from 'bun:sqlite'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { mkdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -16,20 +17,140 @@ import type { Database, Db, Reader } from './port'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
-/** A FIFO async lock. */
-class Lock {
-  private tail: Promise<void> = Promise.resolve()
+/** Work for the writer connection: a transaction's body, or (`alone`) something that needs the connection outside any transaction. */
+interface Task {
+  body: (hooks: (() => void)[]) => Promise<unknown>
+  alone: boolean
+  resolve(value: unknown): void
+  reject(error: unknown): void
+}
 
-  async hold<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.tail
-    let release!: () => void
-    this.tail = new Promise<void>((r) => (release = r))
-    await previous
+/** Transactions stored by one COMMIT at most: bounds how long the first of a group waits for its answer. */
+const MAX_GROUP = 64
+
+/**
+ * Group commit. Transactions run one at a time on the writer connection, in the order they were
+ * asked for. One that ends while others already wait does not commit alone: the waiting ones run
+ * on in the same SQLite transaction, each in a savepoint (a failure rolls back its own work only),
+ * and one COMMIT stores the group. Every caller hears back after that COMMIT, never before. A
+ * commit writes each page it changed to the log and costs a few system calls: shared once per group.
+ */
+class WriteQueue {
+  private readonly waiting: Task[] = []
+  private draining = false
+  private readonly begin
+  private readonly commit
+  private readonly rollback
+  private readonly savepoint
+  private readonly release
+  private readonly undo
+
+  constructor(private readonly writer: Sqlite) {
+    // Built once: run with a string, each would be compiled anew every time.
+    this.begin = writer.prepare('BEGIN IMMEDIATE')
+    this.commit = writer.prepare('COMMIT')
+    this.rollback = writer.prepare('ROLLBACK')
+    this.savepoint = writer.prepare('SAVEPOINT grouped')
+    this.release = writer.prepare('RELEASE grouped')
+    this.undo = writer.prepare('ROLLBACK TO grouped')
+  }
+
+  /** Runs `body` in a transaction of its own or of a group; `alone`: outside any transaction. */
+  run<T>(body: (hooks: (() => void)[]) => Promise<T>, alone = false): Promise<T> {
+    // The body runs later, from the queue: in the asynchronous context of its caller, not of whoever drains.
+    const inCaller = AsyncLocalStorage.snapshot()
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ body: (hooks) => inCaller(body, hooks), alone, resolve: resolve as (v: unknown) => void, reject })
+      if (!this.draining) void this.drain()
+    })
+  }
+
+  private async drain() {
+    this.draining = true
     try {
-      return await fn()
+      for (let task = this.waiting.shift(); task; task = this.waiting.shift()) {
+        if (task.alone) await task.body([]).then(task.resolve, task.reject)
+        else await this.group(task)
+      }
     } finally {
-      release()
+      this.draining = false
     }
+  }
+
+  private async group(first: Task) {
+    const done: { task: Task; value: unknown; hooks: (() => void)[] }[] = []
+    try {
+      this.begin.run()
+    } catch (error) {
+      return first.reject(error) // e.g. another process held the database past busy_timeout
+    }
+    for (let task: Task | undefined = first; task; task = await this.next(done.length)) {
+      const hooks: (() => void)[] = []
+      // The first needs no savepoint: when it fails, the whole transaction (only its own work) rolls back.
+      const saved = task !== first
+      try {
+        if (saved) this.savepoint.run()
+        const value = await task.body(hooks)
+        if (saved) this.release.run()
+        done.push({ task, value, hooks })
+      } catch (error) {
+        task.reject(error)
+        if (saved && this.undoLast()) continue
+        // The first failed, or SQLite gave up the whole transaction: nothing of this group is stored.
+        this.abandon()
+        return this.fail(done, error)
+      }
+    }
+    try {
+      this.commit.run()
+    } catch (error) {
+      this.abandon()
+      return this.fail(done, error)
+    }
+    for (const { task, value, hooks } of done) {
+      try {
+        runHooks(hooks)
+        task.resolve(value)
+      } catch (error) {
+        task.reject(error)
+      }
+    }
+  }
+
+  /**
+   * The next transaction of this group, if one is waiting and the group may grow. With none
+   * waiting, one turn of the event loop first: requests that arrived meanwhile may bring some.
+   */
+  private async next(size: number): Promise<Task | undefined> {
+    if (size >= MAX_GROUP || !this.writer.inTransaction) return undefined
+    if (this.waiting.length === 0) await new Promise<void>((resolve) => setImmediate(resolve))
+    const task = this.waiting[0]
+    if (!task || task.alone || !this.writer.inTransaction) return undefined
+    return this.waiting.shift()
+  }
+
+  /** Takes back the work of the last savepoint; false when that cannot be done (the transaction is gone). */
+  private undoLast(): boolean {
+    if (!this.writer.inTransaction) return false
+    try {
+      this.undo.run()
+      this.release.run()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private abandon() {
+    try {
+      if (this.writer.inTransaction) this.rollback.run()
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private fail(done: { task: Task }[], error: unknown) {
+    for (const { task } of done) task.reject(error)
   }
 }
 
@@ -64,7 +185,7 @@ function withStatementCache(client: Sqlite): Sqlite {
 
 /**
  * The log is copied into the database file on another thread (sqlite-checkpointer.ts) every second;
- * past MAX_WAL_BYTES the writer waits, holding its lock but not the event loop, for a copy to
+ * past MAX_WAL_BYTES the writer waits, holding its queue but not the event loop, for a copy to
  * complete, so the log starts over.
  */
 const MAX_WAL_BYTES = 64 * 1024 * 1024
@@ -87,13 +208,20 @@ function startCheckpointer(path: string) {
       worker.addEventListener('message', onMessage)
       worker.postMessage(send)
     })
-  let commits = 0
+  let transactions = 0
+  // After a complete copy the log starts over from its beginning, but its file keeps its size: only a
+  // file growing past the largest size seen so far says the log is not starting over (and needs a copy).
+  let largest = MAX_WAL_BYTES
   return {
-    /** Called after each commit: every 16 commits, whether the log has grown past its bound. */
+    /** Called after each transaction: every 16, whether the log has grown past its bound. */
     due() {
-      return ++commits % 16 === 0 && (statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0) > MAX_WAL_BYTES
+      if (++transactions % 16 !== 0) return false
+      const size = statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0
+      if (size <= largest) return false
+      largest = size
+      return true
     },
-    /** Copies the whole log; to be run holding the writer's lock. */
+    /** Copies the whole log; to be run from the writer's queue, between transactions. */
     copy: () => reply('copied', { type: 'copy' }, 5000),
     async stop() {
       await reply('stopped', { type: 'stop' }, 2000)
@@ -119,7 +247,7 @@ export function openSqlite(url: string): Database {
 
   const writeDb = drizzle({ client: withStatementCache(writer) }) as unknown as Db
   const readDb = drizzle({ client: withStatementCache(reader) }) as unknown as Reader
-  const lock = new Lock()
+  const queue = new WriteQueue(writer)
   const scope = new TransactionScope()
   const plans = new Map<string, BulkPlan>()
 
@@ -128,7 +256,7 @@ export function openSqlite(url: string): Database {
     read: readDb,
     insertMany(table, rows, options = {}) {
       if (rows.length === 0) return Promise.resolve([])
-      // Inside the transaction the writer connection is ours alone (the lock), so plain statements on it belong to it.
+      // Inside the transaction the writer connection is ours alone (the queue), so plain statements on it belong to it.
       return database.transaction(async () => {
         const plan = planInsert('sqlite', table, rows, options, plans)
         const statement = writer.query(plan.text)
@@ -149,7 +277,7 @@ export function openSqlite(url: string): Database {
       let onWriter: typeof onReader
       return (on, values) => {
         if (on === readDb) return (onReader ??= build(readDb as Db, params).prepare(name)).execute(values)
-        // Transactions share the writer connection, one at a time (the lock): a statement prepared on it runs in the current one.
+        // Transactions share the writer connection, one at a time (the queue): a statement prepared on it runs in the current one.
         if (!scope.current()) return Promise.reject(new Error(`statement ${name} was given a transaction that is over`))
         return (onWriter ??= build(writeDb, params).prepare(name)).execute(values)
       }
@@ -157,35 +285,26 @@ export function openSqlite(url: string): Database {
     transaction(fn) {
       const joined = scope.current()
       if (joined) return fn(joined.tx)
-      return lock.hold(async () => {
-        const hooks: (() => void)[] = []
-        writer.run('BEGIN IMMEDIATE')
-        try {
-          const result = await scope.within(writeDb, hooks, fn)
-          writer.run('COMMIT')
-          runHooks(hooks)
-          // Queued behind the transactions already waiting; this one's caller does not wait for it.
-          if (checkpointer.due()) void lock.hold(checkpointer.copy)
-          return result
-        } catch (error) {
-          if (writer.inTransaction) writer.run('ROLLBACK')
-          throw error
-        }
+      return queue.run(async (hooks) => {
+        const result = await scope.within(writeDb, hooks, fn)
+        // After this group's commit, behind the transactions already waiting; this one's caller does not wait for it.
+        if (checkpointer.due()) void queue.run(checkpointer.copy, true)
+        return result
       })
     },
     afterCommit: (fn) => scope.afterCommit(fn),
     async migrate(folder, table) {
-      await lock.hold(async () => migrate(writeDb as never, { migrationsFolder: folder, migrationsTable: table }))
+      await queue.run(async () => migrate(writeDb as never, { migrationsFolder: folder, migrationsTable: table }), true)
     },
     async ping() {
       reader.query('select 1').get()
     },
     async close() {
-      await lock.hold(async () => {
+      await queue.run(async () => {
         await checkpointer.stop()
         reader.close()
         writer.close()
-      })
+      }, true)
       if (ephemeral) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true })
     },
   }

@@ -3,7 +3,7 @@
  * keyset pages, and a projection of inventory's stock for `inStock` (CONTRACT.md section 7).
  */
 import { definePlugin } from '../../kernel/plugin'
-import { applyStockChange } from './events'
+import { stockProjection } from './events'
 import { catalogRoutes } from './routes'
 import { schema } from './schema'
 import { ProductSearch } from './search'
@@ -20,6 +20,6 @@ export default definePlugin({
     const search = new ProductSearch(ctx.db, ctx.tables)
     ctx.mount(catalogRoutes(ctx, catalog, search))
     ctx.provide('catalog.getProducts', async ({ skus }) => ({ items: await catalog.productsBySku(skus) }))
-    ctx.events.on('inventory.stock.changed', (event, tx) => applyStockChange(ctx.db, ctx.tables, event, tx))
+    ctx.events.on('inventory.stock.changed', stockProjection(ctx.db, ctx.tables))
   },
 })

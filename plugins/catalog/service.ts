@@ -5,7 +5,7 @@
  * (slug, SKU) is settled by unique keys; tree moves by locking the tree (see checkMove).
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm'
-import type { Database, Db, Reader, Tables } from '../../kernel/db'
+import type { Database, Db, Params, Reader, Tables } from '../../kernel/db'
 import { isUniqueViolation } from '../../kernel/db/errors'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
@@ -79,6 +79,8 @@ export type ProductChange = Partial<Omit<NewProduct, 'sku'>>
 
 export class CatalogService {
   private readonly t: T
+  /** What every cart and checkout asks for (catalog.getProducts), built once. */
+  private readonly productBySku
 
   constructor(
     private readonly db: Database,
@@ -86,6 +88,8 @@ export class CatalogService {
     private readonly events: PluginContext['events'],
   ) {
     this.t = tables
+    const { products } = tables
+    this.productBySku = db.prepare('catalog.productBySku', (q, p: Params<{ sku: string }>) => q.select().from(products).where(eq(products.sku, p('sku'))))
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -255,9 +259,10 @@ export class CatalogService {
 
   /** The products with these SKUs, inactive ones included; unknown SKUs are left out. */
   async productsBySku(skus: string[]): Promise<Product[]> {
-    const { products } = this.t
-    const rows = await this.db.read.select().from(products).where(inArray(products.sku, [...new Set(skus)]))
-    return rows.map(toProduct)
+    const found: Product[] = []
+    // One SKU at a time (a cart holds a handful): a statement built once beats an `in (…)` list built each time.
+    for (const sku of new Set(skus)) for (const row of await this.productBySku(this.db.read, { sku })) found.push(toProduct(row))
+    return found
   }
 
   private async findProduct(db: Reader | Db, idOrSku: string): Promise<ProductRow | undefined> {

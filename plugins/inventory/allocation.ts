@@ -23,6 +23,14 @@ type Hold = { sku: string; warehouse: string; quantity: number }
 
 /** A concurrent change beat the plan between reading and reserving: plan again. */
 class Outplanned extends Error {}
+/** Not enough stock for these lines, as planned. */
+class Short extends Error {
+  constructor(readonly details: ErrorDetail[]) {
+    super('short')
+  }
+}
+/** Some reservation of the reference would not commit: none does, and the reason is looked up. */
+class Uncommitted extends Error {}
 const PLANNING_ATTEMPTS = 5
 
 export class Allocations {
@@ -33,7 +41,7 @@ export class Allocations {
     private readonly d: { db: Database; t: T; ledger: Ledger; stock: StockService; defaultTtlSeconds: number },
   ) {
     const { db, t } = d
-    const { levels, reservations } = t
+    const { levels, reservations, items } = t
     this.q = {
       ofReference: db.prepare('inventory.reservationsOf', (q, p: Params<{ reference: string }>) =>
         q.select().from(reservations).where(eq(reservations.reference, p('reference'))).orderBy(asc(reservations.id)),
@@ -51,6 +59,8 @@ export class Allocations {
           .where(and(eq(levels.sku, p('sku')), eq(levels.warehouse, p('warehouse')), sql`${levels.onHand} - ${levels.reserved} >= ${p('quantity', levels.reserved)}`))
           .returning(),
       ),
+      levelsOf: db.prepare('inventory.levelsOfSku', (q, p: Params<{ sku: string }>) => q.select().from(levels).where(eq(levels.sku, p('sku')))),
+      item: db.prepare('inventory.itemBySku', (q, p: Params<{ sku: string }>) => q.select({ sku: items.sku }).from(items).where(eq(items.sku, p('sku')))),
       commit: db.prepare('inventory.commitReference', (q, p: Params<{ reference: string; now: Date }>) =>
         q
           .update(reservations)
@@ -66,11 +76,12 @@ export class Allocations {
    * with most available), else from several, fullest first. The plan is made from a read, then
    * carried out by conditional updates in (sku, warehouse) order, so concurrent allocations lock
    * rows in one order and never deadlock; if another took the stock in between, it plans again.
+   * Only a plan that comes up short checks that every SKU is an item and frees stock held past its
+   * expiry, then plans once more: stock that suffices needs neither.
    */
   async reserveLines(input: { reference: string; lines: Line[]; ttlSeconds?: number }): Promise<ReservationView[]> {
     const lines = mergeLines(input.lines)
-    await this.requireItems(lines.map((l) => l.sku))
-    await this.d.stock.expireDue({}) // stock held past its expiry is free before anyone plans with it
+    let freed = false
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.d.db.transaction(async (tx) => {
@@ -79,6 +90,13 @@ export class Allocations {
           return this.hold(tx, holds, input.reference, input.ttlSeconds ?? this.d.defaultTtlSeconds)
         })
       } catch (error) {
+        if (error instanceof Short && !freed) {
+          freed = true
+          await this.requireItems(lines.map((l) => l.sku))
+          // Stock held past its expiry is free before anyone is told there is none.
+          if ((await this.d.stock.expireDue({})) > 0) continue
+        }
+        if (error instanceof Short) throw outOfStock(error.details)
         if (!(error instanceof Outplanned) || attempt === PLANNING_ATTEMPTS) throw error instanceof Outplanned ? outOfStock([]) : error
       }
     }
@@ -87,27 +105,33 @@ export class Allocations {
   /**
    * Commits every reservation of the reference in one transaction: all of its stock leaves, or,
    * when one lapsed or was released first, none does (409). Committed ones stay as they are.
+   * The commit is tried first; only when some reservation would not commit are lapsed ones
+   * expired (in their own transactions) and the reason told.
    */
   async commitReference(reference: string): Promise<ReservationView[]> {
+    try {
+      return await this.d.db.transaction(async (tx) => {
+        const committed = await this.q.commit(tx, { reference, now: new Date() })
+        const after = await this.reservationsOf(tx, reference)
+        if (after.length === 0 || after.some((r) => r.status !== 'committed')) throw new Uncommitted()
+        const changed: Level[] = []
+        for (const row of committed.sort(byLevel)) {
+          const level = await this.d.ledger.takeReserved(tx, { sku: row.sku, warehouse: row.warehouse, quantity: row.quantity, reason: 'reservation committed', source: `reservation:${row.id}` })
+          if (level) changed.push(level)
+        }
+        await this.d.ledger.announce(tx, changed)
+        return after
+      })
+    } catch (error) {
+      if (!(error instanceof Uncommitted)) throw error
+    }
     const rows = await this.reservations(reference)
     const lapsed = rows.find((r) => r.status === 'expired' || r.status === 'released')
     if (lapsed)
       throw new Conflict(`reservation ${lapsed.id} of ${reference} is ${lapsed.status}`, lapsed.status === 'expired' ? 'RESERVATION_EXPIRED' : 'RESERVATION_RELEASED')
     if (rows.length === 0) throw new NotFound(`no reservations for ${reference}`, 'RESERVATION_NOT_FOUND')
-    return this.d.db.transaction(async (tx) => {
-      const committed = await this.q.commit(tx, { reference, now: new Date() })
-      const after = await this.reservationsOf(tx, reference)
-      const left = after.find((r) => r.status !== 'committed')
-      if (left) throw new Conflict(`reservation ${left.id} of ${reference} lapsed before it was committed`, 'RESERVATION_EXPIRED')
-      const changed: Level[] = []
-      for (const row of committed.sort(byLevel)) {
-        await this.d.stock.unreserve(tx, row)
-        const level = await this.d.ledger.adjust(tx, { sku: row.sku, warehouse: row.warehouse, delta: -row.quantity, reason: 'reservation committed', source: `reservation:${row.id}` })
-        if (level) changed.push(level)
-      }
-      await this.d.ledger.announce(tx, changed)
-      return after
-    })
+    const left = rows.find((r) => r.status !== 'committed')
+    throw new Conflict(`reservation ${left?.id ?? ''} of ${reference} lapsed before it was committed`, 'RESERVATION_EXPIRED')
   }
 
   /** Releases every active reservation of the reference; committed ones stay committed. */
@@ -146,11 +170,8 @@ export class Allocations {
   }
 
   private async plan(tx: Db, lines: PlannedLine[]): Promise<Hold[]> {
-    const { levels } = this.d.t
-    const rows = await tx
-      .select()
-      .from(levels)
-      .where(inArray(levels.sku, lines.map((l) => l.sku)))
+    const rows: T['levels']['$inferSelect'][] = []
+    for (const line of lines) rows.push(...(await this.q.levelsOf(tx, { sku: line.sku })))
     const holds: Hold[] = []
     const short: ErrorDetail[] = []
     for (const line of lines) {
@@ -176,7 +197,7 @@ export class Allocations {
         left -= q
       }
     }
-    if (short.length) throw outOfStock(short)
+    if (short.length) throw new Short(short)
     return holds.sort(byLevel)
   }
 
@@ -227,10 +248,8 @@ export class Allocations {
   }
 
   private async requireItems(skus: string[]) {
-    const { items } = this.d.t
-    const wanted = [...new Set(skus)]
-    const found = new Set((await this.d.db.read.select({ sku: items.sku }).from(items).where(inArray(items.sku, wanted))).map((r) => r.sku))
-    const missing = wanted.filter((s) => !found.has(s))
+    const missing: string[] = []
+    for (const sku of new Set(skus)) if ((await this.q.item(this.d.db.read, { sku })).length === 0) missing.push(sku)
     if (missing.length) throw new NotFound(`no item with SKU ${missing.join(', ')}`, 'ITEM_NOT_FOUND')
   }
 

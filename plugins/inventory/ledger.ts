@@ -4,7 +4,7 @@
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
 import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import type { Database, Db, Params, Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
@@ -54,14 +54,56 @@ export interface Movement {
 }
 
 export class Ledger {
+  /** The statements of every commit and manual movement, built once. */
+  private readonly q
+
   constructor(
     private readonly db: Database,
     private readonly t: Tables<InventorySchema>,
     private readonly events: PluginContext['events'],
-  ) {}
+  ) {
+    const { levels, items } = t
+    type At = { sku: string; warehouse: string }
+    const at = (p: Params<At>) => and(eq(levels.sku, p('sku')), eq(levels.warehouse, p('warehouse')))
+    const change = (q: Db, p: Params<At & { delta: number; now: Date }>) =>
+      q.update(levels).set({ onHand: sql`${levels.onHand} + ${p('delta', levels.onHand)}`, updatedAt: p('now', levels.updatedAt) })
+    this.q = {
+      adjust: db.prepare('inventory.adjust', (q, p: Params<At & { delta: number; now: Date }>) => change(q, p).where(at(p)).returning()),
+      adjustKeepingAvailable: db.prepare('inventory.adjustKeepingAvailable', (q, p: Params<At & { delta: number; now: Date }>) =>
+        change(q, p)
+          .where(and(at(p), gte(sql`${levels.onHand} - ${levels.reserved} + ${p('delta', levels.onHand)}`, 0)))
+          .returning(),
+      ),
+      takeReserved: db.prepare('inventory.takeReserved', (q, p: Params<At & { quantity: number; now: Date }>) =>
+        q
+          .update(levels)
+          .set({
+            onHand: sql`${levels.onHand} - ${p('quantity', levels.onHand)}`,
+            reserved: sql`${levels.reserved} - ${p('quantity', levels.reserved)}`,
+            updatedAt: p('now', levels.updatedAt),
+          })
+          .where(at(p))
+          .returning(),
+      ),
+      level: db.prepare('inventory.level', (q, p: Params<At>) => q.select().from(levels).where(at(p))),
+      reorderRules: db.prepare('inventory.reorderRules', (q, p: Params<{ sku: string }>) =>
+        q.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(eq(items.sku, p('sku'))),
+      ),
+      alertFlags: db.prepare('inventory.alertFlags', (q, p: Params<{ sku: string }>) =>
+        q.select({ sku: levels.sku, warehouse: levels.warehouse, lowAlerted: levels.lowAlerted }).from(levels).where(eq(levels.sku, p('sku'))),
+      ),
+      flipAlert: db.prepare('inventory.flipAlert', (q, p: Params<At & { low: boolean }>) =>
+        q
+          .update(levels)
+          .set({ lowAlerted: p('low', levels.lowAlerted) })
+          .where(and(at(p), sql`${levels.lowAlerted} <> ${p('low', levels.lowAlerted)}`))
+          .returning({ sku: levels.sku }),
+      ),
+    }
+  }
 
-  private async ensureLevel(tx: Db, sku: string, warehouse: string) {
-    await tx.insert(this.t.levels).values({ sku, warehouse, onHand: 0, reserved: 0, updatedAt: new Date() }).onConflictDoNothing()
+  private async ensureLevel(sku: string, warehouse: string) {
+    await this.db.insertMany(this.t.levels, [{ sku, warehouse, onHand: 0, reserved: 0, updatedAt: new Date() }], { onConflictDoNothing: true })
   }
 
   private where(sku: string, warehouse: string) {
@@ -69,17 +111,19 @@ export class Ledger {
     return and(eq(levels.sku, sku), eq(levels.warehouse, warehouse))
   }
 
-  private async record(tx: Db, m: Movement, delta: number, onHandAfter: number) {
-    await tx.insert(this.t.movements).values({
-      id: Bun.randomUUIDv7(),
-      sku: m.sku,
-      warehouse: m.warehouse,
-      delta,
-      onHandAfter,
-      reason: m.reason,
-      source: m.source,
-      at: m.at ?? new Date(),
-    })
+  private async record(m: Movement, delta: number, onHandAfter: number) {
+    await this.db.insertMany(this.t.movements, [
+      {
+        id: Bun.randomUUIDv7(),
+        sku: m.sku,
+        warehouse: m.warehouse,
+        delta,
+        onHandAfter,
+        reason: m.reason,
+        source: m.source,
+        at: m.at ?? new Date(),
+      },
+    ])
   }
 
   /**
@@ -87,16 +131,22 @@ export class Ledger {
    * available below zero; sensors report what physically happened and use `applySensorReadings`.
    */
   async adjust(tx: Db, m: Movement & { delta: number; keepAvailable?: boolean }): Promise<Level | undefined> {
-    const { levels } = this.t
-    await this.ensureLevel(tx, m.sku, m.warehouse)
-    const available = m.keepAvailable && m.delta < 0 ? gte(sql`${levels.onHand} - ${levels.reserved} + ${m.delta}`, 0) : undefined
-    const [row] = await tx
-      .update(levels)
-      .set({ onHand: sql`${levels.onHand} + ${m.delta}`, updatedAt: new Date() })
-      .where(and(this.where(m.sku, m.warehouse), available))
-      .returning()
+    await this.ensureLevel(m.sku, m.warehouse)
+    const statement = m.keepAvailable && m.delta < 0 ? this.q.adjustKeepingAvailable : this.q.adjust
+    const [row] = await statement(tx, { sku: m.sku, warehouse: m.warehouse, delta: m.delta, now: new Date() })
     if (!row) return undefined
-    if (m.delta !== 0) await this.record(tx, m, m.delta, row.onHand)
+    if (m.delta !== 0) await this.record(m, m.delta, row.onHand)
+    return toLevel(row)
+  }
+
+  /**
+   * Reserved stock leaves (a committed reservation): onHand and reserved drop by `quantity`
+   * together, with its movement.
+   */
+  async takeReserved(tx: Db, m: Movement & { quantity: number }): Promise<Level | undefined> {
+    const [row] = await this.q.takeReserved(tx, { sku: m.sku, warehouse: m.warehouse, quantity: m.quantity, now: new Date() })
+    if (!row) return undefined
+    await this.record(m, -m.quantity, row.onHand)
     return toLevel(row)
   }
 
@@ -237,7 +287,7 @@ export class Ledger {
   }
 
   async level(tx: Db, sku: string, warehouse: string): Promise<Level | undefined> {
-    const [row] = await tx.select().from(this.t.levels).where(this.where(sku, warehouse))
+    const [row] = await this.q.level(tx, { sku, warehouse })
     return row ? toLevel(row) : undefined
   }
 
@@ -248,23 +298,18 @@ export class Ledger {
   async announce(tx: Db, changed: Level[], known: { items?: ReorderRules; alerted?: AlertFlags } = {}) {
     const latest = [...new Map(changed.map((l) => [levelKey(l.sku, l.warehouse), l])).values()]
     if (latest.length === 0) return
-    const { items, levels } = this.t
     const skus = [...new Set(latest.map((l) => l.sku))]
-    // What the caller read or wrote in this transaction already is not read again.
-    const reorder =
-      known.items ??
-      new Map(
-        (await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))).map(
-          (i) => [i.sku, i],
-        ),
-      )
-    const alerted =
-      known.alerted ??
-      new Map(
-        (await tx.select({ sku: levels.sku, warehouse: levels.warehouse, lowAlerted: levels.lowAlerted }).from(levels).where(inArray(levels.sku, skus))).map(
-          (l) => [levelKey(l.sku, l.warehouse), l.lowAlerted],
-        ),
-      )
+    // What the caller read or wrote in this transaction already is not read again; the rest, one SKU at a time (a handful).
+    let reorder = known.items
+    if (!reorder) {
+      reorder = new Map()
+      for (const sku of skus) for (const i of await this.q.reorderRules(tx, { sku })) reorder.set(i.sku, i)
+    }
+    let alerted = known.alerted
+    if (!alerted) {
+      alerted = new Map()
+      for (const sku of skus) for (const l of await this.q.alertFlags(tx, { sku })) alerted.set(levelKey(l.sku, l.warehouse), l.lowAlerted)
+    }
     await this.events.publishAll('inventory.stock.changed', latest)
     for (const level of latest) {
       const item = reorder.get(level.sku)
@@ -272,11 +317,7 @@ export class Ledger {
       const low = level.available <= item.reorderPoint
       if (alerted.get(levelKey(level.sku, level.warehouse)) === low) continue
       // Flip the flag conditionally: only the transaction that flips it raises the alert.
-      const [flipped] = await tx
-        .update(levels)
-        .set({ lowAlerted: low })
-        .where(and(this.where(level.sku, level.warehouse), eq(levels.lowAlerted, !low)))
-        .returning({ sku: levels.sku })
+      const [flipped] = await this.q.flipAlert(tx, { sku: level.sku, warehouse: level.warehouse, low })
       if (!flipped || !low) continue
       await raiseAlert(tx, this.t, this.events, {
         type: 'low_stock',

@@ -104,7 +104,7 @@ export class CheckoutSaga {
           .update(checkouts)
           .set({ step: 'authorize', allocations: p('allocations', checkouts.allocations), leaseUntil: p('leaseUntil', checkouts.leaseUntil), updatedAt: p('now', checkouts.updatedAt) })
           .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
-          .returning(),
+          .returning({ id: checkouts.id }),
       ),
       placed: db.prepare('orders.checkoutPlaced', (q, p: Params<{ id: string; driver: string; paymentId: string; orderId: string; leaseUntil: Date; now: Date }>) =>
         q
@@ -117,14 +117,14 @@ export class CheckoutSaga {
             updatedAt: p('now', checkouts.updatedAt),
           })
           .where(and(eq(checkouts.id, p('id')), eq(checkouts.driver, p('driver'))))
-          .returning(),
+          .returning({ id: checkouts.id }),
       ),
       completed: db.prepare('orders.checkoutCompleted', (q, p: Params<{ id: string; driver: string; now: Date }>) =>
         q
           .update(checkouts)
           .set({ status: 'completed', step: 'complete', updatedAt: p('now', checkouts.updatedAt) })
           .where(and(eq(checkouts.id, p('id')), eq(checkouts.status, 'running'), eq(checkouts.driver, p('driver'))))
-          .returning(),
+          .returning({ id: checkouts.id }),
       ),
     }
   }
@@ -278,9 +278,12 @@ export class CheckoutSaga {
           { ...options, idempotencyKey: `${c.id}:reserve` },
         )
         const allocations: Allocation[] = reservations.map((r) => ({ sku: r.sku, warehouse: r.warehouse, quantity: r.quantity }))
-        const [row] = await this.d.db.transaction((tx) => this.q.reserved(tx, { id: c.id, driver: this.me, allocations, leaseUntil: this.leaseEnd(), now: new Date() }))
+        const now = new Date()
+        const leaseUntil = this.leaseEnd()
+        // The saga as this update leaves it (only its id is read back: the rest is known here).
+        const [row] = await this.d.db.transaction((tx) => this.q.reserved(tx, { id: c.id, driver: this.me, allocations, leaseUntil, now }))
         if (!row) throw lostLease(c.id)
-        return row
+        return { ...c, step: 'authorize', allocations, leaseUntil, updatedAt: now }
       }
       case 'authorize': {
         if (!cardToken) throw new Unavailable('the checkout lost its card details when its process stopped', 'CHECKOUT_INTERRUPTED')
@@ -341,9 +344,10 @@ export class CheckoutSaga {
         placed = { order, lines, history: [created], returns: [], payment: null }
       }
       const existing = order ?? (await tx.select().from(orders).where(eq(orders.checkoutId, c.id)))[0]
-      const [row] = await this.q.placed(tx, { id: c.id, driver: this.me, paymentId: c.paymentId!, orderId: existing.id, leaseUntil: this.leaseEnd(), now })
+      const leaseUntil = this.leaseEnd()
+      const [row] = await this.q.placed(tx, { id: c.id, driver: this.me, paymentId: c.paymentId!, orderId: existing.id, leaseUntil, now })
       if (!row) throw lostLease(c.id)
-      return { ...row, placed }
+      return { ...c, step: 'complete', orderId: existing.id, leaseUntil, updatedAt: now, placed }
     })
   }
 
@@ -359,11 +363,12 @@ export class CheckoutSaga {
     }
     const payment = await this.d.call('payments.capture', { paymentId: c.paymentId!, key: `checkout:${c.id}:capture` }, options)
     return this.d.db.transaction(async (tx) => {
-      const [row] = await this.q.completed(tx, { id: c.id, driver: this.me, now: new Date() })
+      const now = new Date()
+      const [row] = await this.q.completed(tx, { id: c.id, driver: this.me, now })
       if (!row) throw lostLease(c.id)
       await this.d.publish('order.placed', { orderId: c.orderId!, customerId: c.customerId, status: 'paid', total: c.total, currency: c.currency })
       const { id, status, amount, captured, refunded } = payment
-      return { ...row, placed: c.placed && { ...c.placed, payment: { id, status, amount, captured, refunded } } }
+      return { ...c, status: 'completed', step: 'complete', updatedAt: now, placed: c.placed && { ...c.placed, payment: { id, status, amount, captured, refunded } } }
     })
   }
 

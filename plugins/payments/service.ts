@@ -18,6 +18,7 @@ import type { PaymentsSchema } from './schema'
 
 type T = Tables<PaymentsSchema>
 type PaymentRow = T['payments']['$inferSelect']
+type EventRow = T['events']['$inferSelect']
 type EventKind = Payment['events'][number]['kind']
 
 export class PaymentDeclined extends AppError {
@@ -84,16 +85,17 @@ export class PaymentsService {
       await this.giveUp(row, (error as Error).message)
       throw error
     }
-    row = await this.d.db.transaction(async (tx) => {
+    const outcome = await this.d.db.transaction(async (tx) => {
       const status: PaymentStatus = answer.approved ? 'authorized' : 'declined'
       const [done] = await this.q.answered(tx, { id: row.id, status, providerRef: answer.approved ? answer.authorizationId : null, now: new Date() })
       // The sweep gave up on it meanwhile (and voids it by key): its verdict stands.
-      if (!done) return this.require(tx, row.id)
-      await this.record(tx, done.id, answer.approved ? 'authorized' : 'declined', done.amount, answer.approved ? null : answer.reason)
+      if (!done) return { row: await this.require(tx, row.id) }
+      // A pending payment has no history yet, so this answer is all of it.
+      const history = [await this.record(tx, done.id, answer.approved ? 'authorized' : 'declined', done.amount, answer.approved ? null : answer.reason)]
       if (answer.approved) await this.d.publish('payment.authorized', change(done, done.amount))
-      return done
+      return { row: done, history }
     })
-    return this.settled(row)
+    return this.settled(outcome.row, outcome.history)
   }
 
   async capture(paymentId: string, key: string): Promise<Payment> {
@@ -247,8 +249,9 @@ export class PaymentsService {
     for (const row of unsettled) await this.voidByKey(row).catch(() => {})
   }
 
-  async view(row: PaymentRow): Promise<Payment> {
-    const history = await this.q.history(this.d.db.read, { paymentId: row.id })
+  /** The payment with its history (read, unless the caller knows it: it wrote all of it just now). */
+  async view(row: PaymentRow, known?: EventRow[]): Promise<Payment> {
+    const history = known ?? (await this.q.history(this.d.db.read, { paymentId: row.id }))
     return {
       id: row.id,
       reference: row.reference,
@@ -369,8 +372,10 @@ export class PaymentsService {
     return this.view(row ?? (await this.require(this.d.db.read, paymentId)))
   }
 
-  private async record(tx: Db, paymentId: string, kind: EventKind, amount: number, detail: string | null) {
-    await this.d.db.insertMany(this.d.t.events, [{ id: Bun.randomUUIDv7(), paymentId, kind, amount, detail, at: new Date() }])
+  private async record(tx: Db, paymentId: string, kind: EventKind, amount: number, detail: string | null): Promise<EventRow> {
+    const event = { id: Bun.randomUUIDv7(), paymentId, kind, amount, detail, at: new Date() }
+    await this.d.db.insertMany(this.d.t.events, [event])
+    return event
   }
 
   private async require(on: Db | Reader, id: string): Promise<PaymentRow> {
@@ -380,12 +385,12 @@ export class PaymentsService {
   }
 
   /** The answer a settled authorization gives every time its key is used. */
-  private async settled(row: PaymentRow): Promise<Payment> {
+  private async settled(row: PaymentRow, history?: EventRow[]): Promise<Payment> {
     if (row.status === 'declined') throw new PaymentDeclined(`the payment was declined (payment ${row.id})`)
     if (row.status === 'voided' && row.providerRef === null)
       throw new Conflict(`the authorization key was cancelled before it was used (payment ${row.id})`, 'AUTHORIZATION_CANCELLED')
     if (row.status === 'failed') throw new ProviderUnavailable(`the authorization failed: the provider did not answer (payment ${row.id}); it is voided`)
-    return this.view(row)
+    return this.view(row, history)
   }
 }
 
