@@ -14,8 +14,9 @@ let shop: Shop
 
 beforeAll(async () => {
   server = await startServer({
-    PAYMENTS_PROVIDER_TIMEOUT_MS: '300',
-    PAYMENTS_SANDBOX_SLOW_MS: '1500',
+    // Long enough that no tok_ok authorization times out while 100 checkouts race on a busy machine.
+    PAYMENTS_PROVIDER_TIMEOUT_MS: '2000',
+    PAYMENTS_SANDBOX_SLOW_MS: '3000',
     PAYMENTS_BREAKER_FAILURES: '1000',
     RATE_LIMIT_IP_PER_MIN: '100000',
   })
@@ -198,8 +199,8 @@ describe(`checkout failures leave nothing reserved or held (${variant})`, () => 
     await expectNothingLeft(f)
     const [payment] = await shop.paymentsOf(f.attempt.id)
     expect(payment.events.map((e) => e.kind)).toEqual(['failed', 'voided'])
-    // The provider's late approval changes nothing.
-    await Bun.sleep(1600)
+    // The provider's late approval (3 s after the request) changes nothing.
+    await Bun.sleep(2000)
     await expectNothingLeft(f)
     expect((await shop.paymentsOf(f.attempt.id)).map((p) => p.status)).toEqual(['failed'])
   })
