@@ -19,12 +19,14 @@ import type { InventorySchema } from './schema'
 
 const MAX_BATCH = 1000
 /**
- * Batches written at the same time. PostgreSQL: two, so one batch's statements and COMMIT are on the
- * server while the next is parsed and sent (a reading waits for at most the batch in flight ahead of
- * it instead of a whole one); the levels' conditional upserts serialise the two where they touch the
- * same rows, as they do for replicas. SQLite has a single writer: one.
+ * Batches written at the same time: one on both dialects. SQLite has a single writer. Two on
+ * PostgreSQL were measured on 2026-11-24 (BENCHMARKS.md, MQTT ingestion): no gain at saturation,
+ * and below it the small batches they make (more stock.changed events per reading, one more pool
+ * connection held) stalled acknowledgements for seconds while the event consumers held the rest of
+ * the pool. Locks are taken in key order and a deadlocked batch is retried either way, as replicas
+ * of the plugin write concurrently.
  */
-const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
+const CONCURRENT_BATCHES = { postgres: 1, sqlite: 1 } as const
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
 const MAX_ATTEMPTS = 5
 const RETRYABLE = new Set(['40P01', '40001'])
