@@ -183,7 +183,7 @@ export class Ingest {
       }))
       mark('known')
       // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate. In key
-      // order, as every lock a batch takes, so that two batches in flight cannot deadlock.
+      // order, as every lock a batch takes, so that concurrent batches (replicas) do not deadlock.
       const byKey = [...rows].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.seq - b.seq))
       const inserted = new Set(await this.db.insertMany(readings, byKey, { onConflictDoNothing: true, returning: 'id' }))
       await this.db.insertMany(readings, refused)
