@@ -14,6 +14,9 @@
  *       (extra flags for the server's bun, e.g. a CPU profile written when it stops)
  *   BENCH_SERVER_LOG=/tmp/server.log BENCH_SERVER_LOG_LEVEL=debug bun scripts/bench/ingest.ts
  *       (keeps the server's whole output; at debug level, with each ingest batch's time per step)
+ *   BENCH_PLUGINS=auth,inventory bun scripts/bench/ingest.ts
+ *       (a diagnostic only: the server hosts just these plugins instead of every one, e.g. to see
+ *       what the other consumers of inventory's events cost; the benchmark's figures use all)
  *
  * Per round and target (raw, then each database, alternately over the rounds):
  * - raw: scripts/bench/raw-broker.ts (a bare aedes, anyone may connect) in its own process, a bare
@@ -642,7 +645,7 @@ async function startTessera(databaseUrl: string, appName = 'postgres.js'): Promi
     // Whatever the caller's environment says, the embedded broker, in-memory cache and every plugin.
     MQTT_URL: '',
     REDIS_URL: '',
-    PLUGINS: '',
+    PLUGINS: process.env.BENCH_PLUGINS ?? '',
     DATABASE_URL: databaseUrl,
     // Names the server's PostgreSQL connections, so the benchmark can read their backends' CPU.
     PGAPPNAME: appName,
