@@ -42,9 +42,18 @@ export function parseDeviceTopic(topic: string) {
   return m ? { warehouse: m[1], deviceId: m[2], kind: m[3] as 'readings' | 'status' } : undefined
 }
 
+/** The longest a device's stored lastSeenAt may lag behind its last reading (see `seen`). */
+const SEEN_EVERY_MAX_MS = 1000
+
 export class DeviceRegistry implements MqttAuthority {
   /** Credentials and binding of devices seen, so a reconnect storm does not become a query storm. */
-  private readonly known = new Map<string, { secretHash: Buffer; warehouse: string }>()
+  private readonly known = new Map<string, { secretHash: Buffer; warehouse: string; heartbeatMs: number }>()
+  /**
+   * When this process last stored each device's lastSeenAt (ms). It is stored again only once
+   * SEEN_EVERY of the heartbeat has passed, not on every batch: with hundreds of devices in every
+   * batch those updates were a good part of the batch's writes.
+   */
+  private readonly lastStored = new Map<string, number>()
 
   constructor(
     private readonly db: Database,
@@ -109,7 +118,7 @@ export class DeviceRegistry implements MqttAuthority {
     if (cached) return cached
     const [row] = await this.db.read.select().from(this.t.devices).where(eq(this.t.devices.id, deviceId))
     if (!row) return undefined
-    const binding = { secretHash: Buffer.from(row.secretHash, 'hex'), warehouse: row.warehouse }
+    const binding = { secretHash: Buffer.from(row.secretHash, 'hex'), warehouse: row.warehouse, heartbeatMs: row.heartbeatSeconds * 1000 }
     this.known.set(deviceId, binding)
     return binding
   }
@@ -134,22 +143,42 @@ export class DeviceRegistry implements MqttAuthority {
 
   // --- status ---------------------------------------------------------------------------------
 
-  /** Records that these devices were heard from; turns the offline ones online (announcing it). Two statements. */
+  /**
+   * Records that these devices were heard from; turns the offline ones online (announcing it). Two
+   * statements, for the devices whose lastSeenAt this process stored longer ago than a tenth of
+   * their heartbeat timeout (at most a second): lastSeenAt lags by that much at most, far inside the
+   * timeout. A device turned offline here is stored again on its next reading (offline forgets it);
+   * one turned offline by another replica, within a second.
+   */
   async seen(tx: Db, deviceIds: string[], at: Date) {
-    if (deviceIds.length === 0) return
+    const now = at.getTime()
+    const due = deviceIds
+      .filter((id) => {
+        const stored = this.lastStored.get(id)
+        const every = Math.min(SEEN_EVERY_MAX_MS, (this.known.get(id)?.heartbeatMs ?? 0) / 10)
+        return stored === undefined || now - stored >= every
+      })
+      .sort() // rows locked in the same order by every batch
+    if (due.length === 0) return
     const { devices } = this.t
     const flipped = await tx
       .update(devices)
       .set({ status: 'online', lastSeenAt: at })
-      .where(and(inArray(devices.id, deviceIds), eq(devices.status, 'offline')))
+      .where(and(inArray(devices.id, due), eq(devices.status, 'offline')))
       .returning({ id: devices.id, warehouse: devices.warehouse })
-    await tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, deviceIds), eq(devices.status, 'online')))
+    await tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, due), eq(devices.status, 'online')))
     if (flipped.length) await this.events.publishAll('inventory.device.status', flipped.map((d) => ({ deviceId: d.id, warehouse: d.warehouse, status: 'online' as const })))
+    this.db.afterCommit(() => {
+      for (const id of due) if ((this.lastStored.get(id) ?? -Infinity) < now) this.lastStored.set(id, now)
+    })
   }
 
   /** Marks the device offline (last will, its own status message, or silence), raising an alert once. */
   async offline(tx: Db, deviceId: string, why: string) {
     const { devices } = this.t
+    // Its next reading turns it online again, whenever that comes (and once this has committed).
+    this.lastStored.delete(deviceId)
+    this.db.afterCommit(() => this.lastStored.delete(deviceId))
     const [flipped] = await tx
       .update(devices)
       .set({ status: 'offline' })

@@ -1,6 +1,6 @@
 /**
  * Sensor readings from MQTT into stock. Messages are gathered into batches (whatever arrived while
- * the previous batch was being written, up to MAX_BATCH) and each batch is one transaction:
+ * the batches in flight were being written, up to MAX_BATCH) and each batch is one transaction:
  * validate, de-duplicate by (deviceId, seq), apply through the ledger, keep the reading history
  * (rejected ones included), announce each changed level once. A message's promise resolves when its
  * batch has committed, and only then is it acknowledged over MQTT.
@@ -9,6 +9,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
 import { inArray } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
+import { sqlState } from '../../kernel/db/errors'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import type { DeviceRegistry } from './devices'
@@ -17,6 +18,18 @@ import { type Ledger, type ReorderRules, type SensorGroup, type SensorReading } 
 import type { InventorySchema } from './schema'
 
 const MAX_BATCH = 1000
+/**
+ * Batches written at the same time: one on both dialects. SQLite has a single writer. Two on
+ * PostgreSQL were measured on 2026-11-24 (BENCHMARKS.md, MQTT ingestion): no gain at saturation,
+ * and below it the small batches they make (more stock.changed events per reading, one more pool
+ * connection held) stalled acknowledgements for seconds while the event consumers held the rest of
+ * the pool. Locks are taken in key order and a deadlocked batch is retried either way, as replicas
+ * of the plugin write concurrently.
+ */
+const CONCURRENT_BATCHES = { postgres: 1, sqlite: 1 } as const
+/** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
+const MAX_ATTEMPTS = 5
+const RETRYABLE = new Set(['40P01', '40001'])
 /** Larger payloads are rejected (and kept, truncated) rather than parsed. */
 export const MAX_PAYLOAD_BYTES = 64 * 1024
 const MAX_READINGS_PER_MESSAGE = 500
@@ -43,7 +56,11 @@ interface Pending {
 
 export class Ingest {
   private queue: Pending[] = []
-  private flushing: Promise<void> | undefined
+  /** Batches being written. */
+  private readonly inFlight = new Set<Promise<void>>()
+  /** A batch is due on the next turn of the event loop. */
+  private scheduled = false
+  private readonly concurrency: number
   private readonly readingsTotal
   private readonly batchSize
   private readonly lag
@@ -59,37 +76,64 @@ export class Ingest {
     this.readingsTotal = metrics.counter('readings_total', 'Sensor readings by outcome', ['outcome'])
     this.batchSize = metrics.histogram('ingest_batch_size', 'Readings messages per ingest transaction', [], [1, 5, 10, 50, 100, 250, 500, 1000])
     this.lag = metrics.histogram('ingest_lag_seconds', 'From a reading’s ts to its commit', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30])
+    this.concurrency = CONCURRENT_BATCHES[db.dialect]
   }
 
   /** The MQTT handler for readings: resolves once the message's batch has committed. */
   readonly handle = (message: MqttMessage) =>
     new Promise<void>((resolve, reject) => {
       this.queue.push({ message, received: Date.now(), resolve, reject })
-      if (!this.flushing) this.flushing = this.drain()
+      this.schedule()
     })
 
-  /** Writes batches until the queue is empty. */
-  private async drain() {
-    const nextTurn = () => new Promise((r) => setImmediate(r))
-    await nextTurn()
-    // A turn of the event loop between batches: acknowledgements go out and HTTP is answered
-    // (on SQLite a batch never waits for I/O, so without it a backlog would hold everything up).
-    for (; this.queue.length; await nextTurn()) {
+  /**
+   * Starts a batch on the next turn of the event loop when a writer is free: what arrived in the
+   * same turn (aedes parses a whole socket read at once) joins it, and between batches
+   * acknowledgements go out and HTTP is answered (on SQLite a batch never waits for I/O).
+   */
+  private schedule() {
+    if (this.scheduled || this.inFlight.size >= this.concurrency || this.queue.length === 0) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.inFlight.size >= this.concurrency || this.queue.length === 0) return
       const batch = this.queue.splice(0, MAX_BATCH)
+      const written = this.write(batch).finally(() => {
+        this.inFlight.delete(written)
+        this.schedule()
+      })
+      this.inFlight.add(written)
+      this.schedule()
+    })
+  }
+
+  /** One batch: committed, then acknowledged; or left unacknowledged if it cannot be stored. */
+  private async write(batch: Pending[]) {
+    for (let attempt = 1; ; attempt++) {
       try {
         await this.apply(batch.map((p) => p.message))
         for (const p of batch) p.resolve()
         this.batchSize.observe(batch.length)
+        return
       } catch (error) {
+        const state = sqlState(error)
+        if (state && RETRYABLE.has(state) && attempt < MAX_ATTEMPTS) {
+          this.log.warn({ sqlState: state, attempt, messages: batch.length }, 'ingest batch rolled back by a concurrent one; written again')
+          continue
+        }
         this.log.error({ err: error, messages: batch.length }, 'ingest batch failed; readings stay unacknowledged')
         for (const p of batch) p.reject(error)
+        return
       }
     }
-    this.flushing = undefined
   }
 
+  /** Waits for the batches in flight and the ones queued behind them. */
   async stop() {
-    await this.flushing
+    while (this.inFlight.size || this.scheduled) {
+      if (this.inFlight.size) await Promise.allSettled([...this.inFlight])
+      else await new Promise((r) => setImmediate(r))
+    }
   }
 
   private async apply(messages: MqttMessage[]) {
@@ -138,8 +182,10 @@ export class Ingest {
         receivedAt,
       }))
       mark('known')
-      // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate.
-      const inserted = new Set(await this.db.insertMany(readings, rows, { onConflictDoNothing: true, returning: 'id' }))
+      // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate. In key
+      // order, as every lock a batch takes, so that concurrent batches (replicas) do not deadlock.
+      const byKey = [...rows].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.seq - b.seq))
+      const inserted = new Set(await this.db.insertMany(readings, byKey, { onConflictDoNothing: true, returning: 'id' }))
       await this.db.insertMany(readings, refused)
       counts.duplicate += candidates.length - inserted.size
       mark('readings')
@@ -161,7 +207,9 @@ export class Ingest {
         byReading.set(reading, row.id)
       }
       mark('group')
-      const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, [...groups.values()])
+      // Levels in key order: the ledger locks them in the order given.
+      const ordered = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g)
+      const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, ordered)
       mark('apply')
       const staleIds = [...stale].map((r) => byReading.get(r)!)
       if (staleIds.length)

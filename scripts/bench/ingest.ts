@@ -14,6 +14,9 @@
  *       (extra flags for the server's bun, e.g. a CPU profile written when it stops)
  *   BENCH_SERVER_LOG=/tmp/server.log BENCH_SERVER_LOG_LEVEL=debug bun scripts/bench/ingest.ts
  *       (keeps the server's whole output; at debug level, with each ingest batch's time per step)
+ *   BENCH_PLUGINS=auth,inventory bun scripts/bench/ingest.ts
+ *       (a diagnostic only: the server hosts just these plugins instead of every one, e.g. to see
+ *       what the other consumers of inventory's events cost; the benchmark's figures use all)
  *
  * Per round and target (raw, then each database, alternately over the rounds):
  * - raw: scripts/bench/raw-broker.ts (a bare aedes, anyone may connect) in its own process, a bare
@@ -241,6 +244,36 @@ async function machineBusySeconds(): Promise<number | null> {
   }
 }
 
+/**
+ * CPU seconds of the PostgreSQL backends serving one Tessera server (its connections carry
+ * application_name `appName`, from PGAPPNAME), by pid: load-independent, unlike readings/s.
+ */
+async function backendCpu(url: string, appName: string): Promise<Map<number, number> | null> {
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'tessera-bench-observer' } })
+  try {
+    const rows = await sql<{ pid: number }[]>`select pid from pg_stat_activity where application_name = ${appName}`
+    const out = new Map<number, number>()
+    for (const { pid } of rows) {
+      const cpu = await cpuSeconds(pid)
+      if (cpu === null) return null // not on this machine
+      out.set(pid, cpu)
+    }
+    return out
+  } catch {
+    return null
+  } finally {
+    await sql.end({ timeout: 5 })
+  }
+}
+
+/** CPU seconds the backends used between two samples (a backend first seen in `after` started at 0). */
+function backendCpuUsed(before: Map<number, number> | null, after: Map<number, number> | null): number | null {
+  if (!before || !after) return null
+  let used = 0
+  for (const [pid, cpu] of after) used += cpu - (before.get(pid) ?? 0)
+  return used
+}
+
 const percentOver = (before: number | null, after: number | null, seconds: number) =>
   before === null || after === null ? null : ((after - before) / seconds) * 100
 
@@ -396,7 +429,12 @@ interface InsideFigures {
   meanBatch: number
   /** The slower of the two /metrics scrapes at the window edges. */
   scrapeMs: number
+  /** CPU time per applied reading (µs): the server process, and (PostgreSQL) its database backends. */
+  serverCpuUsPerReading?: number | null
+  postgresCpuUsPerReading?: number | null
 }
+
+const formatUs = (us: number | null | undefined) => (us === null || us === undefined ? 'n/a' : us.toFixed(0))
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus text → numbers
@@ -551,6 +589,9 @@ function saturate(options: Options): Extract<RunCommand, { cmd: 'run' }> {
 
 interface Store {
   url: string
+  /** PostgreSQL: the server's application_name, and where to look its backends up. */
+  appName?: string
+  observerUrl?: string
   cleanup(): Promise<void>
 }
 
@@ -572,6 +613,8 @@ function freshStore(kind: DatabaseKind, options: Options): Store {
   url.searchParams.set('schema', schema)
   return {
     url: url.toString(),
+    appName: schema,
+    observerUrl: base.toString(),
     cleanup: async () => {
       const sql = postgres(base.toString(), { max: 1, onnotice: () => {} })
       try {
@@ -590,7 +633,7 @@ interface TesseraServer {
   log: LogTail
 }
 
-async function startTessera(databaseUrl: string): Promise<TesseraServer> {
+async function startTessera(databaseUrl: string, appName = 'postgres.js'): Promise<TesseraServer> {
   const [port, mqttPort] = [await freePort(), await freePort()]
   // BENCH_SERVER_FLAGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof" profiles the server.
   const flags = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)
@@ -602,8 +645,10 @@ async function startTessera(databaseUrl: string): Promise<TesseraServer> {
     // Whatever the caller's environment says, the embedded broker, in-memory cache and every plugin.
     MQTT_URL: '',
     REDIS_URL: '',
-    PLUGINS: '',
+    PLUGINS: process.env.BENCH_PLUGINS ?? '',
     DATABASE_URL: databaseUrl,
+    // Names the server's PostgreSQL connections, so the benchmark can read their backends' CPU.
+    PGAPPNAME: appName,
     LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn',
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
@@ -644,7 +689,7 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
   let server: TesseraServer | undefined
   let worker: LoadWorker | undefined
   try {
-    server = await startTessera(store.url)
+    server = await startTessera(store.url, store.appName)
     const token = await login(server.baseUrl)
     const started = Date.now()
     const fleet = await provisionFleet({
@@ -665,9 +710,10 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
     const problems: string[] = []
 
     // Phase 1: saturation.
-    const edges: { scrape: Scrape; cpu: number | null; machine: number | null }[] = []
+    const edges: { scrape: Scrape; cpu: number | null; machine: number | null; pg: Map<number, number> | null }[] = []
     const load = await worker.run(saturate(options), async () => {
-      edges.push({ scrape: await scrapeMetrics(server!.baseUrl), cpu: await cpuSeconds(server!.proc.pid), machine: await machineBusySeconds() })
+      const pg = store.observerUrl ? await backendCpu(store.observerUrl, store.appName!) : null
+      edges.push({ scrape: await scrapeMetrics(server!.baseUrl), cpu: await cpuSeconds(server!.proc.pid), machine: await machineBusySeconds(), pg })
     })
     const [start, end] = edges
     const seconds = (end.scrape.at - start.scrape.at) / 1000
@@ -682,7 +728,13 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
       scrapeMs: Math.max(start.scrape.tookMs, end.scrape.tookMs),
     }
     const serverCpuPercent = percentOver(start.cpu, end.cpu, seconds)
-    console.error(`  saturated: ${formatInt(applied)} applied/s, ${formatInt(load.ackedPerSecond)} acked/s, server CPU ${formatPercent(serverCpuPercent)}, load CPU ${formatPercent(load.cpuPercent)}, ${formatInt(batches.count / seconds)} tx/s of ${inside.meanBatch.toFixed(0)} messages on average`)
+    const perReading = (cpu: number | null) => (cpu === null || outcomes.applied === 0 ? null : (cpu * 1e6) / outcomes.applied)
+    inside.serverCpuUsPerReading = perReading(start.cpu === null || end.cpu === null ? null : end.cpu - start.cpu)
+    inside.postgresCpuUsPerReading = perReading(backendCpuUsed(start.pg, end.pg))
+    console.error(
+      `  saturated: ${formatInt(applied)} applied/s, ${formatInt(load.ackedPerSecond)} acked/s, server CPU ${formatPercent(serverCpuPercent)}, load CPU ${formatPercent(load.cpuPercent)}, ${formatInt(batches.count / seconds)} tx/s of ${inside.meanBatch.toFixed(0)} messages on average; ` +
+        `CPU per applied reading: server ${formatUs(inside.serverCpuUsPerReading)} µs${kind === 'postgres' ? `, PostgreSQL backends ${formatUs(inside.postgresCpuUsPerReading)} µs` : ''}`,
+    )
 
     // Phase 2: below saturation, with the probe.
     const rate = Math.max(1, Math.round(applied * options.lagFraction))
@@ -927,6 +979,7 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
       `${kind} inside the saturated window: ${Object.entries(i.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}; ` +
         `${i.batches} transactions (${(i.batches / i.seconds).toFixed(1)}/s) of ${i.meanBatch.toFixed(0)} messages on average, ` +
         `one every ${((i.seconds * 1000) / Math.max(1, i.batches)).toFixed(0)} ms; server CPU ${formatPercent(s.best.serverCpuPercent)}, ` +
+        `CPU per applied reading: server ${formatUs(i.serverCpuUsPerReading)} µs${kind === 'postgres' ? `, PostgreSQL backends ${formatUs(i.postgresCpuUsPerReading)} µs` : ''}, ` +
         `whole machine ${formatPercent(s.best.machineCpuPercent)}${kind === 'postgres' ? ' (PostgreSQL included)' : ''}; ` +
         `GET /metrics answered after up to ${formatInt(i.scrapeMs)} ms`,
     )
