@@ -207,6 +207,7 @@ export class Kernel {
           publish: (type, payload) => outbox.record(envelope(name, type, payload)),
           publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
           on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
+          onBatch: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never)),
           observe: (type, handler) =>
             bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
         },

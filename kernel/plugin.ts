@@ -44,6 +44,13 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
     /**
+     * The same guarantees as `on` (once per event, in a transaction, retries, dead letter), for a
+     * handler that takes the events that arrived together at once, in arrival order, repeats left
+     * out: one set of statements per batch instead of per event, for busy feeds. When a batch
+     * fails, each of its events is handled again alone, so `events` may hold a single one.
+     */
+    onBatch<E extends EventType>(type: E, handler: (events: EventEnvelope<EventPayload<E>>[], tx: Db) => Promise<void>): void
+    /**
      * Watches `type` best-effort, for feeds where a missed or repeated event does no harm (live
      * dashboards): `handler` runs after the event committed, without a transaction, processed-event
      * record, retries or dead letter; a failure is logged and counted, and never holds up other

@@ -641,6 +641,32 @@ describe(`inStock from inventory's stock events (${variant})`, () => {
     expect(skus(await get(`/products?q=${tag}&inStock=false`)).sort()).toEqual([p.sku, q.sku].sort())
   })
 
+  test('a burst of stock changes over many SKUs and warehouses, handled in batches: every total ends equal to inventory', async () => {
+    const tag = `zb${Date.now().toString(36)}`
+    const inv = (path: string, body: unknown) => api.post(`/api/v1/inventory${path}`, body, manager.token)
+    const warehouses = [unique('W'), unique('W'), unique('W')].map((w) => w.replace(/[^A-Za-z0-9_-]/g, ''))
+    for (const w of warehouses) expectStatus(await inv('/warehouses', { code: w, name: w }), 201)
+    const made = await Promise.all(Array.from({ length: 8 }, (_, i) => product({ name: `Burst lamp ${i} ${tag}` })))
+    for (const p of made) expectStatus(await inv('/items', { sku: p.sku, name: 'Lamp' }), 201)
+    // 120 adjustments at once, in an order that differs from SKU order, so batches overlap on SKUs.
+    const expected = new Map<string, number>(made.map((p) => [p.sku, 0]))
+    const adjustments = Array.from({ length: 120 }, (_, i) => {
+      const sku = made[(i * 5) % made.length]!.sku
+      const delta = 1 + (i % 4)
+      expected.set(sku, expected.get(sku)! + delta)
+      return { sku, warehouse: warehouses[i % warehouses.length]!, delta, reason: 'delivery' }
+    })
+    const answers = await Promise.all(adjustments.map((a) => inv('/adjustments', a)))
+    for (const r of answers) expectStatus(r, 201)
+    const totals = await eventually(async () => {
+      const r = await get(`/products?q=${tag}&limit=50`)
+      const seen = new Map<string, number>(r.body.items.map((p: Product) => [p.sku, p.available]))
+      return made.every((p) => seen.get(p.sku) === expected.get(p.sku)) ? seen : undefined
+    }, 10_000)
+    expect(totals).toEqual(expected)
+    for (const p of made) expect((await get(`/products/${p.sku}`)).body.available).toBe(expected.get(p.sku)!)
+  })
+
   test('stock announced before the product exists counts once the product is created', async () => {
     const tag = `zt${Date.now().toString(36)}`
     const sku = unique('EARLY')

@@ -12,6 +12,8 @@ import type { Deliver, EventEnvelope } from './port'
 import { eventTables } from './schema'
 
 export type EventHandler<T = unknown> = (event: EventEnvelope<T>, tx: Db) => Promise<void>
+/** Takes the new events of one consumer that arrived together, in arrival order, inside one transaction. */
+export type BatchHandler<T = unknown> = (events: EventEnvelope<T>[], tx: Db) => Promise<void>
 export type EventObserver<T = unknown> = (event: EventEnvelope<T>) => void | Promise<void>
 
 /**
@@ -49,7 +51,7 @@ type Waiting = { event: EventEnvelope; settle: (outcome: Promise<boolean>) => vo
 
 export class Delivery {
   private readonly t
-  private readonly handlers = new Map<string, EventHandler>()
+  private readonly handlers = new Map<string, BatchHandler>()
   /** Events of one consumer that arrived together (in one tick), to be handled in one transaction. */
   private readonly gathered = new Map<string, Waiting[]>()
 
@@ -62,14 +64,21 @@ export class Delivery {
     this.t = materialize(eventTables, db.dialect)
   }
 
-  /** The bus-facing delivery function of `consumer`. */
+  /** The bus-facing delivery function of `consumer`, whose handler takes one event at a time. */
   wrap(consumer: string, handler: EventHandler): Deliver {
+    return this.wrapBatch(consumer, async (events, tx) => {
+      for (const event of events) await handler(event, tx)
+    })
+  }
+
+  /** The same for a handler that takes the events that arrived together at once (one set of statements per batch). */
+  wrapBatch(consumer: string, handler: BatchHandler): Deliver {
     this.handlers.set(consumer, handler)
     return async (event) => void (await this.deliver(consumer, handler, event))
   }
 
   /** Tries the handler up to maxAttempts times; returns true when handled, false when dead-lettered. */
-  private async deliver(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
+  private async deliver(consumer: string, handler: BatchHandler, event: EventEnvelope): Promise<boolean> {
     let lastError: unknown
     for (let attempt = 1; attempt <= this.policy.maxAttempts; attempt++) {
       try {
@@ -95,7 +104,7 @@ export class Delivery {
    * Events of one consumer that arrive together share one transaction (one commit for a relay's
    * batch); when any of them fails, each is run again on its own, so one failure holds back no other.
    */
-  private handleOnce(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
+  private handleOnce(consumer: string, handler: BatchHandler, event: EventEnvelope): Promise<boolean> {
     let waiting = this.gathered.get(consumer)
     if (!waiting) {
       this.gathered.set(consumer, (waiting = []))
@@ -104,31 +113,43 @@ export class Delivery {
     return new Promise<boolean>((resolve) => waiting.push({ event, settle: resolve }))
   }
 
-  private async handleGathered(consumer: string, handler: EventHandler) {
+  private async handleGathered(consumer: string, handler: BatchHandler) {
     const waiting = this.gathered.get(consumer)!
     this.gathered.delete(consumer)
     if (waiting.length === 1) return waiting[0].settle(this.handleAlone(consumer, handler, waiting[0].event))
     try {
-      const fresh = await this.db.transaction(async (tx) => {
-        const out: boolean[] = []
-        for (const { event } of waiting) out.push(await this.claimAndHandle(consumer, handler, event, tx))
-        return out
-      })
+      const fresh = await this.db.transaction((tx) => this.claimAndHandle(consumer, handler, waiting.map((w) => w.event), tx))
       waiting.forEach((w, i) => w.settle(Promise.resolve(fresh[i])))
     } catch {
-      for (const w of waiting) w.settle(this.handleAlone(consumer, handler, w.event))
+      // One after another, so that a failed batch of hundreds does not take every pooled connection at once.
+      let previous: Promise<unknown> = Promise.resolve()
+      for (const w of waiting) {
+        const alone = previous.then(() => this.handleAlone(consumer, handler, w.event))
+        previous = alone.catch(() => {})
+        w.settle(alone)
+      }
     }
   }
 
-  private handleAlone(consumer: string, handler: EventHandler, event: EventEnvelope): Promise<boolean> {
-    return this.db.transaction((tx) => this.claimAndHandle(consumer, handler, event, tx))
+  private async handleAlone(consumer: string, handler: BatchHandler, event: EventEnvelope): Promise<boolean> {
+    const [fresh] = await this.db.transaction((tx) => this.claimAndHandle(consumer, handler, [event], tx))
+    return fresh!
   }
 
-  private async claimAndHandle(consumer: string, handler: EventHandler, event: EventEnvelope, tx: Db): Promise<boolean> {
-    const claimed = await this.db.insertMany(this.t.processed, [{ consumer, eventId: event.id, processedAt: new Date() }], { onConflictDoNothing: true, returning: 'eventId' })
-    if (claimed.length === 0) return false
-    await handler(event, tx)
-    return true
+  /**
+   * Records every event as processed by `consumer` (one statement) and hands the new ones to the
+   * handler; per event, whether it was new (an event already recorded, or repeated in the batch, was not).
+   */
+  private async claimAndHandle(consumer: string, handler: BatchHandler, events: EventEnvelope[], tx: Db): Promise<boolean[]> {
+    const first = new Map<string, number>()
+    events.forEach((event, i) => first.has(event.id) || first.set(event.id, i))
+    const processedAt = new Date()
+    const rows = [...first.keys()].map((eventId) => ({ consumer, eventId, processedAt }))
+    const claimed = new Set(await this.db.insertMany(this.t.processed, rows, { onConflictDoNothing: true, returning: 'eventId' }))
+    const fresh = events.map((event, i) => claimed.has(event.id) && first.get(event.id) === i)
+    const todo = events.filter((_, i) => fresh[i])
+    if (todo.length) await handler(todo, tx)
+    return fresh
   }
 
   private async park(consumer: string, event: EventEnvelope, error: unknown) {

@@ -10,10 +10,13 @@ import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
 
 /**
- * Keeps the level of one SKU in one warehouse, and its product's total. Runs once per event (the
- * kernel's processed-event record) inside `tx`; an event older than the one already applied (ids
- * are UUIDv7, so they order by time) changes nothing, since retries may arrive out of order.
- * Its two statements are built once: every checkout changes stock twice.
+ * Keeps the level of each SKU in each warehouse, and its product's total. Runs once per batch of
+ * events that arrived together (the kernel records each event as processed) inside `tx`; an event
+ * older than the one already applied (ids are UUIDv7, so they order by time) changes nothing, since
+ * retries may arrive out of order. Per batch: one lock statement over its SKUs, taken in SKU order
+ * (so two batches never wait on each other in a cycle), one upsert per SKU and warehouse (the
+ * newest event of the batch only), one total per SKU. Its statements are built once: every checkout
+ * and every sensor batch changes stock.
  */
 export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
   const { stock, products } = t
@@ -34,11 +37,18 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
       .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${p('sku')})` })
       .where(eq(products.sku, p('sku'))),
   )
-  return async (event: EventEnvelope<EventPayload<'inventory.stock.changed'>>, tx: Db) => {
-    const { sku, warehouse, available } = event.payload
-    await lockSku(db, tx, sku)
-    await upsert(tx, { sku, warehouse, available, eventId: event.id })
-    await total(tx, { sku })
+  return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {
+    const newest = new Map<string, Change>()
+    for (const { id, payload } of events) {
+      const key = `${payload.sku}\u0000${payload.warehouse}`
+      const known = newest.get(key)
+      if (!known || known.eventId < id) newest.set(key, { sku: payload.sku, warehouse: payload.warehouse, available: payload.available, eventId: id })
+    }
+    const changes = [...newest.values()].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.warehouse < b.warehouse ? -1 : 1))
+    const skus = [...new Set(changes.map((c) => c.sku))]
+    await lockSkus(db, tx, skus)
+    for (const change of changes) await upsert(tx, change)
+    for (const sku of skus) await total(tx, { sku })
   }
 }
 
@@ -49,8 +59,17 @@ export const totalAvailable = (t: Tables<CatalogSchema>, sku: string) =>
 /**
  * Serialises, per SKU, the stock handler and the creation of a product with that SKU, so neither
  * misses the other's uncommitted write (which would leave the product's total stale). PostgreSQL
- * needs a lock for that; SQLite has one writer at a time already.
+ * needs a lock for that; SQLite has one writer at a time already. `skus` come sorted: every
+ * transaction takes its locks in the same order, in one statement.
  */
-export async function lockSku(db: Database, tx: Db, sku: string) {
-  if (db.dialect === 'postgres') await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`catalog.sku:${sku}`}))`)
+export async function lockSkus(db: Database, tx: Db, skus: string[]) {
+  if (db.dialect !== 'postgres' || skus.length === 0) return
+  if (skus.length === 1) await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`catalog.sku:${skus[0]}`}))`)
+  else
+    await tx.execute(
+      sql`select pg_advisory_xact_lock(hashtext('catalog.sku:' || s)) from (select s from unnest(${`{${skus.map(arrayItem).join(',')}}`}::text[]) as s order by s collate "C") as sorted`,
+    )
 }
+
+/** One element of a PostgreSQL text-array literal. */
+const arrayItem = (value: string) => `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`

@@ -20,6 +20,6 @@ export default definePlugin({
     const search = new ProductSearch(ctx.db, ctx.tables)
     ctx.mount(catalogRoutes(ctx, catalog, search))
     ctx.provide('catalog.getProducts', async ({ skus }) => ({ items: await catalog.productsBySku(skus) }))
-    ctx.events.on('inventory.stock.changed', stockProjection(ctx.db, ctx.tables))
+    ctx.events.onBatch('inventory.stock.changed', stockProjection(ctx.db, ctx.tables))
   },
 })

@@ -10,7 +10,7 @@ import { isUniqueViolation } from '../../kernel/db/errors'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
-import { lockSku, totalAvailable } from './events'
+import { lockSkus, totalAvailable } from './events'
 import type { CatalogSchema } from './schema'
 
 type T = Tables<CatalogSchema>
@@ -199,7 +199,7 @@ export class CatalogService {
     const now = new Date()
     return this.db.transaction(async (tx) => {
       if (input.categoryId) await this.requireCategory(tx, input.categoryId, '/categoryId')
-      await lockSku(this.db, tx, input.sku)
+      await lockSkus(this.db, tx, [input.sku])
       const [row] = await tx
         .insert(products)
         .values({
