@@ -62,6 +62,8 @@ export class PluginNamespace implements RealtimeNamespace {
     readonly name: string,
     readonly owner: string,
     private readonly roles: readonly string[] | undefined,
+    /** connection state recovery for this namespace's clients */
+    readonly recovery: boolean,
   ) {}
 
   on<S extends TSchema>(event: string, options: EventOptions<S>, handler: (socket: RealtimeSocket, payload: Static<S>) => unknown): void {
