@@ -11,6 +11,7 @@ import { Server } from 'socket.io'
 import type { KernelConfig } from '../config'
 import type { Identity } from '../http/identity'
 import type { Metrics } from '../http/metrics'
+import { CorkedWebSocket } from './corked'
 import { memoryAdapter } from './memory'
 import { PluginNamespace } from './namespace'
 import type { Realtime, RealtimeAdapter } from './port'
@@ -58,7 +59,8 @@ export class RealtimeServer {
       maxMessageBytes,
       handle: (request, server) => engine.handleRequest(request, server as never),
       websocket: {
-        open: (ws) => engine.onWebSocketOpen(ws as never),
+        // The engine writes through CorkedWebSocket: the frames of one event-loop turn go out in one write per socket.
+        open: (ws) => engine.onWebSocketOpen(new CorkedWebSocket(ws) as never),
         message: (ws, message) => engine.onWebSocketMessage(ws as never, message as never),
         close: (ws, code, reason) => engine.onWebSocketClose(ws as never, code, reason),
         maxPayloadLength: maxMessageBytes,
