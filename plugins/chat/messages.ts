@@ -20,8 +20,14 @@ class DuplicateClientId extends Error {}
 /** Something in a batch needs the one-by-one path (a refusal, a repeat): the batch is undone. */
 class Unusual extends Error {}
 
-/** Sends written in one transaction at most. */
-const WRITE_BATCH = 200
+/**
+ * Sends written in one transaction at most. A commit's cost is mostly the index pages it dirties,
+ * about two per message when few messages of a batch share a conversation; at 1,000 (200 before) a
+ * saturated server's batches cover each conversation more than once and took about a third less
+ * server CPU per message (4,000 was no better). The seq statement binds three values per
+ * conversation: far below SQLite's limit of 32,766.
+ */
+const WRITE_BATCH = 1000
 
 interface PendingSend {
   conversationId: string
