@@ -81,7 +81,8 @@ export class MessageLog {
    * Group commit: the sends that arrive while a batch is being written go into the next one, which
    * is one transaction with one multi-row insert of messages and one of outbox events. Locks are
    * taken in conversation order (no deadlock between two processes' batches). Anything unusual in a
-   * batch (a refusal, a repeated clientId) undoes it, and its sends are then written one by one.
+   * batch (a refusal, a repeated clientId) undoes it, and it is written again in halves, down to
+   * one by one for the few sends around the unusual one.
    */
   private async drain() {
     try {
@@ -150,8 +151,16 @@ export class MessageLog {
         return inOrder
       })
     } catch (error) {
-      if (!(error instanceof Unusual) && !isAppError(error)) this.d.log.warn({ err: error }, 'a batch of messages failed; writing them one by one')
-      for (const p of batch) await this.storeOne(p)
+      if (!(error instanceof Unusual) && !isAppError(error)) {
+        this.d.log.warn({ err: error }, 'a batch of messages failed; writing them one by one')
+        for (const p of batch) await this.storeOne(p)
+      } else if (batch.length <= 8) for (const p of batch) await this.storeOne(p)
+      else {
+        // In halves, in order: one repeat or refusal costs a few smaller batches, not a transaction per send.
+        const half = batch.length >> 1
+        await this.storeBatch(batch.slice(0, half))
+        await this.storeBatch(batch.slice(half))
+      }
       return
     }
     const notify = this.d.notify()
