@@ -236,7 +236,7 @@ const { conversations } = d.t
 }
 
 /** `c` if `actor` may take part in it (its customer, its agent, managers, admins); else NotFound / Forbidden. */
-export const isAllowed = (actor: Actor, c: ConversationRow) =>
+export const isAllowed = (actor: Actor, c: Pick<ConversationRow, 'customerId' | 'agentId'>) =>
   c.customerId === actor.id || c.agentId === actor.id || isStaff(actor)
 
 export function allowed(actor: Actor, id: string, c: ConversationRow | undefined): ConversationRow {
