@@ -227,7 +227,7 @@ function report(results: TargetResult[]) {
   const mps = (r: RunResult) => r.delivered / r.seconds
   const per1000 = (r: TargetResult) => ((r.connectedRssMb - r.baseRssMb) / (options.pairs * 2)) * 1000
   const row = (r: TargetResult) =>
-    `| ${r.name} | ${Math.round(mps(r.closed)).toLocaleString('en-US')} | ${r.closed.p50Ms.toFixed(1)} | ${r.closed.p99Ms.toFixed(1)} | ` +
+    `| ${r.name} | ${Math.round(mps(r.closed)).toLocaleString('en-US')} (${r.closed.window}) | ${r.closed.p50Ms.toFixed(1)} | ${r.closed.p99Ms.toFixed(1)} | ` +
     `${Math.round(mps(r.rate)).toLocaleString('en-US')} | ${r.rate.p50Ms.toFixed(1)} | ${r.rate.p99Ms.toFixed(1)} | ` +
     `${r.baseRssMb.toFixed(0)} → ${r.connectedRssMb.toFixed(0)} | ${per1000(r).toFixed(1)} | ${r.closed.serverCpuPercent.toFixed(0)}% / ${r.closed.cpuPercent.toFixed(0)}% | ${cpuPerMessage(r.closed).toFixed(0)} | ${r.closed.errors + r.rate.errors} |`
   const ratio = mps(tessera.closed) / mps(bare.closed)
