@@ -128,6 +128,29 @@ describe(`chat (${variant})`, () => {
     expect((await api.get(`${CHAT}/conversations/${other.conversation.id}/messages`, other.customerUser.token)).body.items.length).toBe(6)
   })
 
+  test('a repeat in the middle of a large burst from both sides: every send stored once, each side in its order', async () => {
+    const { agent, customer, customerUser, conversation } = await pair()
+    const repeated = clientId()
+    const first = await ack(customer, 'message:send', { conversationId: conversation.id, clientId: repeated, body: 'first' })
+    // 18 sends per socket, under the per-socket budget; the batch that holds the repeat is undone and written again in parts.
+    const mine = Array.from({ length: 18 }, (_, i) => (i === 9 ? { clientId: repeated, body: 'first' } : { clientId: clientId(), body: `customer ${i}` }))
+    const theirs = Array.from({ length: 18 }, (_, i) => ({ clientId: clientId(), body: `agent ${i}` }))
+    const [fromCustomer, fromAgent] = await Promise.all([
+      Promise.all(mine.map((m) => ack(customer, 'message:send', { conversationId: conversation.id, ...m }))),
+      Promise.all(theirs.map((m) => ack(agent, 'message:send', { conversationId: conversation.id, ...m }))),
+    ])
+    expect(fromCustomer[9].message).toEqual(first.message)
+    expect(fromCustomer.map((a) => a.message.body)).toEqual(mine.map((m) => m.body))
+    expect(fromAgent.map((a) => a.message.body)).toEqual(theirs.map((m) => m.body))
+    const seqs = (acks: any[]) => acks.map((a) => a.message.seq)
+    const increasing = (xs: number[]) => xs.every((x, i) => i === 0 || x > xs[i - 1])
+    expect(increasing(seqs(fromCustomer.filter((_, i) => i !== 9)))).toBe(true)
+    expect(increasing(seqs(fromAgent))).toBe(true)
+    const history = (await api.get(`${CHAT}/conversations/${conversation.id}/messages?limit=200`, customerUser.token)).body.items
+    expect(history.map((m: any) => m.seq)).toEqual(Array.from({ length: 36 }, (_, i) => 36 - i))
+    expect(new Set(history.map((m: any) => m.clientId)).size).toBe(36)
+  })
+
   test('typing and read receipts reach the other party and never the sender', async () => {
     const { agent, customer, agentUser, customerUser, conversation } = await pair()
     expect(await ack(customer, 'typing', { conversationId: conversation.id, typing: true })).toEqual({ ok: true })

@@ -9,7 +9,8 @@
  *   handler's return value is the ack; a refusal acks `{ error: { code, message } }` and the socket
  *   stays connected;
  * - every socket joins its user's room (`userRoom(id)`) on connect;
- * - connection state recovery: a client that drops briefly gets back its rooms and missed emits.
+ * - connection state recovery: a client that drops briefly gets back its rooms and missed emits,
+ *   unless its namespace was registered with `recovery: false` (the plugin has a catch-up of its own).
  */
 import type { Static, TSchema } from '@sinclair/typebox'
 
@@ -61,18 +62,28 @@ export interface RealtimeNamespace {
   userRoom(userId: string): string
 }
 
+export interface NamespaceOptions {
+  /** roles that may connect (one of them); default: any signed-in user */
+  roles?: string[]
+  /** connection state recovery (rooms and missed emits restored after a short drop); default true */
+  recovery?: boolean
+}
+
 export interface Realtime {
   /**
    * Registers a Socket.IO namespace. Connecting needs a valid access token (handshake `auth.token`)
    * and, when `roles` is given, one of them. Two plugins registering one name stop start-up.
+   * `recovery: false` turns connection state recovery off for this namespace (default on): emits are
+   * not kept for reconnecting clients, and a client that reconnects starts a new session
+   * (`recovered` false, no rooms), so the plugin must offer its own way to catch up.
    */
-  namespace(name: `/${string}`, options?: { roles?: string[] }): RealtimeNamespace
+  namespace(name: `/${string}`, options?: NamespaceOptions): RealtimeNamespace
 }
 
 /**
  * What carries room emits and recovery sessions beyond one process: Socket.IO's in-memory adapter
- * (one process) or a Redis one. `adapter` is handed to the Socket.IO server; undefined means
- * Socket.IO's own session-aware in-memory adapter.
+ * (one process) or a Redis one. `adapter` is handed to the Socket.IO server, which makes one per
+ * namespace (`new adapter(nsp)`), with or without recovery as the namespace asked.
  */
 export interface RealtimeAdapter {
   readonly kind: 'memory' | 'redis'

@@ -46,6 +46,10 @@ export default definePlugin({
     CHAT_OFFLINE_GRACE_SECONDS: setting.int("after an agent's last socket disconnects, seconds before they are offline and hand back their conversations", 10, 0, 3600),
     CHAT_SWEEP_MS: setting.int('how often presence, the queue and outbound deliveries are checked', 1000, 50, 60_000),
     CHAT_MESSAGES_PER_SECOND: setting.int('message:send events per second per socket', 20, 1, 100_000),
+    CHAT_CONNECTION_RECOVERY: setting.bool(
+      'Socket.IO connection state recovery on /chat: every emit is kept for REALTIME_RECOVERY_SECONDS so a client back from a short drop gets its rooms and missed events replayed; off, a reconnecting client catches up with conversation:join since (messages) and GET /conversations',
+      false,
+    ),
     CHAT_CHANNELS: channelsSetting,
     CHAT_WEBHOOK_TOLERANCE_SECONDS: setting.int('largest distance between a signed webhook timestamp and now (replay protection)', 300, 1, 86_400),
     CHAT_DELIVERY_MAX_ATTEMPTS: setting.int('rounds of attempts to send a reply to an inbound channel before it is parked as failed', 8, 1, 100),
@@ -80,7 +84,7 @@ export default definePlugin({
     const s: ChatState = { presence, assigner, deliveries, local: new Map(), timers: new Set(), intervals: [], pending: new Set() }
     state.set(ctx, s)
 
-    const ns = chatNamespace(ctx)
+    const ns = chatNamespace(ctx, c.CHAT_CONNECTION_RECOVERY)
     notify = notifier(ns)
     chatSockets(ns, {
       chat,

@@ -30,12 +30,17 @@ export const AGENTS = ['agent', 'manager', 'admin'] as const
 const isStaff = (a: Actor) => a.roles.some((r) => (STAFF as readonly string[]).includes(r))
 export const isAgentLike = (a: Actor) => a.roles.some((r) => (AGENTS as readonly string[]).includes(r))
 
+/** The messages of one batch share one Date, and each is viewed three times (event, emit, ack): its text is made once. */
+let lastDate: Date | undefined
+let lastText = ''
+const isoOnce = (d: Date) => (d === lastDate ? lastText : ((lastDate = d), (lastText = d.toISOString())))
+
 export const toMessageView = (m: MessageRow): Message => ({
   id: m.id,
   conversationId: m.conversationId,
   senderId: m.senderId,
   body: m.body,
-  createdAt: m.createdAt.toISOString(),
+  createdAt: isoOnce(m.createdAt),
   clientId: m.clientId,
   seq: m.seq,
 })
@@ -231,7 +236,7 @@ const { conversations } = d.t
 }
 
 /** `c` if `actor` may take part in it (its customer, its agent, managers, admins); else NotFound / Forbidden. */
-export const isAllowed = (actor: Actor, c: ConversationRow) =>
+export const isAllowed = (actor: Actor, c: Pick<ConversationRow, 'customerId' | 'agentId'>) =>
   c.customerId === actor.id || c.agentId === actor.id || isStaff(actor)
 
 export function allowed(actor: Actor, id: string, c: ConversationRow | undefined): ConversationRow {

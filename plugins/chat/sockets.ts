@@ -48,8 +48,13 @@ export interface SocketDeps {
 
 const isAgent = (socket: RealtimeSocket) => socket.user.roles.includes('agent')
 
-export function chatNamespace(ctx: PluginContext): RealtimeNamespace {
-  return ctx.realtime.namespace('/chat')
+/**
+ * `recovery` (CHAT_CONNECTION_RECOVERY, default off): chat's own catch-up is `conversation:join`
+ * with `since` (every missed message once, in order, across restarts too), so Socket.IO does not
+ * also keep every emitted packet in memory for the recovery window.
+ */
+export function chatNamespace(ctx: PluginContext, recovery: boolean): RealtimeNamespace {
+  return ctx.realtime.namespace('/chat', { recovery })
 }
 
 /** What services tell participants, as emits to rooms. */

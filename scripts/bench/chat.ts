@@ -15,8 +15,8 @@
  *   the server sustains (more in flight helps until the server saturates, then only adds latency);
  * - fixed rate (measured first): `--rate` messages per second in total, open loop: p99 delivery latency.
  * Ratio = Tessera's closed-loop messages/s over the bare server's. Exit code: 0 targets met, 1 not
- * met, 2 the benchmark could not run. BENCH_PROFILE=1 writes a CPU profile of the Tessera server
- * (markdown) to /tmp/chatprof; `--only tessera|bare` measures one target (no ratio) while tuning.
+ * met, 2 the benchmark could not run. BENCH_PROFILE=<dir> writes a CPU profile of the Tessera server
+ * (.cpuprofile) to <dir> and prints the measured windows (ms after spawn, to cut the set-up out); `--only tessera|bare` measures one target (no ratio) while tuning.
  */
 import { parseArgs } from 'node:util'
 import { join } from 'node:path'
@@ -57,6 +57,8 @@ const options = {
   database: values.database,
 }
 
+/** BENCH_PROFILE=<dir>: a CPU profile of the Tessera server (.cpuprofile) goes there; the measured windows are printed. */
+const profileDir = process.env.BENCH_PROFILE
 const children = new Set<Subprocess>()
 function spawn(cmd: string[], env: Record<string, string>, ipc?: (m: any) => void) {
   const proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', ipc })
@@ -70,6 +72,9 @@ function spawn(cmd: string[], env: Record<string, string>, ipc?: (m: any) => voi
   void proc.exited.then(() => children.delete(proc))
   return { proc, log: () => log }
 }
+
+/** Server CPU time per delivered message, in µs: independent of how busy the machine is (mostly). */
+const cpuPerMessage = (r: RunResult & { serverCpuPercent: number }) => (r.serverCpuPercent / 100 / (r.delivered / r.seconds)) * 1e6
 
 async function rssMb(pid: number) {
   const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(await Bun.file(`/proc/${pid}/status`).text())?.[1]
@@ -143,7 +148,7 @@ async function measure(name: 'bare' | 'tessera'): Promise<TargetResult> {
   const server =
     name === 'bare'
       ? spawn([process.execPath, join(import.meta.dir, 'bare-socketio.ts')], { PORT: String(port) })
-      : spawn([process.execPath, ...(process.env.BENCH_PROFILE ? ['--cpu-prof-md', '--cpu-prof-dir=/tmp/chatprof'] : []), join(ROOT, 'kernel/main.ts')], {
+      : spawn([process.execPath, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), join(ROOT, 'kernel/main.ts')], {
           PORT: String(port),
           HOST: '127.0.0.1',
           PLUGINS: 'auth,chat',
@@ -162,6 +167,7 @@ async function measure(name: 'bare' | 'tessera'): Promise<TargetResult> {
           CHAT_MESSAGES_PER_SECOND: '100000',
           CHAT_AGENT_CAPACITY: '1',
         })
+  const spawnedAt = performance.now()
   try {
     await waitReady(`${base}${name === 'bare' ? '/' : '/health/ready'}`, server.proc, server.log)
     const accounts = name === 'bare' ? { customers: Array(options.pairs).fill(''), agents: Array(options.pairs).fill('') } : await users(base, options.pairs)
@@ -189,6 +195,7 @@ async function measure(name: 'bare' | 'tessera'): Promise<TargetResult> {
         const t = performance.now()
         const { result } = (await ask(m)) as { result: RunResult }
         const serverCpuPercent = (((await cpuSeconds(server.proc.pid)) - cpu0) / ((performance.now() - t) / 1000)) * 100
+        if (profileDir && name === 'tessera') console.error(`${name}: profile window ${m.type}${m.window ?? ''}: ${Math.round(t - spawnedAt + m.warmupMs)}-${Math.round(t - spawnedAt + m.warmupMs + m.durationMs)} ms after spawn`)
         return { ...result, serverCpuPercent }
       }
       // The fixed rate first, on a fresh server: the closed-loop runs leave backlogs and recovery buffers behind.
@@ -197,7 +204,9 @@ async function measure(name: 'bare' | 'tessera'): Promise<TargetResult> {
       let closed: (RunResult & { serverCpuPercent: number; window: number }) | undefined
       for (const window of options.windows) {
         const r = { ...(await run({ type: 'closed', warmupMs: options.warmupMs, durationMs: options.durationMs, window })), window }
-        console.error(`${name}: closed loop, ${window} in flight per pair: ${Math.round(r.delivered / r.seconds)} msg/s, p99 ${r.p99Ms.toFixed(1)} ms, server CPU ${r.serverCpuPercent.toFixed(0)}%`)
+        console.error(
+          `${name}: closed loop, ${window} in flight per pair: ${Math.round(r.delivered / r.seconds)} msg/s, p99 ${r.p99Ms.toFixed(1)} ms, server CPU ${r.serverCpuPercent.toFixed(0)}% (${cpuPerMessage(r).toFixed(0)} µs/msg)`,
+        )
         if (!closed || r.delivered / r.seconds > closed.delivered / closed.seconds) closed = r
       }
       if (!closed) throw new Error('--windows is empty')
@@ -218,9 +227,9 @@ function report(results: TargetResult[]) {
   const mps = (r: RunResult) => r.delivered / r.seconds
   const per1000 = (r: TargetResult) => ((r.connectedRssMb - r.baseRssMb) / (options.pairs * 2)) * 1000
   const row = (r: TargetResult) =>
-    `| ${r.name} | ${Math.round(mps(r.closed)).toLocaleString('en-US')} | ${r.closed.p50Ms.toFixed(1)} | ${r.closed.p99Ms.toFixed(1)} | ` +
+    `| ${r.name} | ${Math.round(mps(r.closed)).toLocaleString('en-US')} (${r.closed.window}) | ${r.closed.p50Ms.toFixed(1)} | ${r.closed.p99Ms.toFixed(1)} | ` +
     `${Math.round(mps(r.rate)).toLocaleString('en-US')} | ${r.rate.p50Ms.toFixed(1)} | ${r.rate.p99Ms.toFixed(1)} | ` +
-    `${r.baseRssMb.toFixed(0)} → ${r.connectedRssMb.toFixed(0)} | ${per1000(r).toFixed(1)} | ${r.closed.serverCpuPercent.toFixed(0)}% / ${r.closed.cpuPercent.toFixed(0)}% | ${r.closed.errors + r.rate.errors} |`
+    `${r.baseRssMb.toFixed(0)} → ${r.connectedRssMb.toFixed(0)} | ${per1000(r).toFixed(1)} | ${r.closed.serverCpuPercent.toFixed(0)}% / ${r.closed.cpuPercent.toFixed(0)}% | ${cpuPerMessage(r.closed).toFixed(0)} | ${r.closed.errors + r.rate.errors} |`
   const ratio = mps(tessera.closed) / mps(bare.closed)
   const ratioOk = ratio >= options.minRatio
   const p99Ok = tessera.rate.p99Ms < options.maxP99 && mps(tessera.rate) >= options.rate * 0.95
@@ -229,8 +238,8 @@ function report(results: TargetResult[]) {
       '',
       `${options.pairs * 2} clients in ${options.pairs} conversations (database: ${options.database}); closed loop (best of ${options.windows.join(', ')} in flight per pair) and ${options.rate} msg/s, ${options.warmupMs / 1000} s warm-up + ${options.durationMs / 1000} s each`,
       '',
-      `| target | closed loop msg/s (in flight per pair) | p50 ms | p99 ms | fixed-rate msg/s | p50 ms | p99 ms | RSS MB idle → ${options.pairs * 2} clients | MB per 1,000 idle connections | CPU server / load (closed loop) | errors |`,
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      `| target | closed loop msg/s (in flight per pair) | p50 ms | p99 ms | fixed-rate msg/s | p50 ms | p99 ms | RSS MB idle → ${options.pairs * 2} clients | MB per 1,000 idle connections | CPU server / load (closed loop) | server CPU µs/msg | errors |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       row(bare),
       row(tessera),
       '',
