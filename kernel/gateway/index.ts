@@ -78,8 +78,9 @@ export class Gateway {
     })
   }
 
-  /** The plugin an /api/v1 path names when this process does not host it (undefined: the local app answers). */
-  remotePlugin(pathname: string): string | undefined {
+  /** The plugin an /api/v1 URL names when this process does not host it (undefined: the local app answers). */
+  remotePlugin(url: string): string | undefined {
+    const pathname = pathOnly(url.slice(url.indexOf('/', url.indexOf('//') + 2)))
     const plugin = pathname.slice(8, pathname.indexOf('/', 8) >>> 0)
     if (this.deps.hosted.includes(plugin)) return undefined
     const known = this.operations.get(plugin)
@@ -118,8 +119,11 @@ export class Gateway {
 
   private async send(request: Request, plugin: string, state: RequestState): Promise<Response> {
     const { identity, ipLimiter, userLimiter, tokens } = this.deps
+    const url = request.url
+    // The path and query as received (no URL object: this runs on every proxied request).
+    const path = url.slice(url.indexOf('/', url.indexOf('//') + 2))
     const authorization = request.headers.get('authorization')
-    if (authorization !== null && !this.guarded(plugin, request.method, new URL(request.url).pathname)) await ipLimiter.consume(state.ip)
+    if (authorization !== null && !this.guarded(plugin, request.method, pathOnly(path))) await ipLimiter.consume(state.ip)
     else if (authorization !== null) {
       // The edge left a request with a token to us: a refused one counts against the IP, a good one against its user.
       const principal = await identity.authenticate(authorization).catch(async (error) => {
@@ -132,8 +136,6 @@ export class Gateway {
     headers.set(ADMITTED_HEADER, await tokens.tokenFor(GATEWAY_CALLER))
     // Read once (bounded by the body limit), so a refused connection can be retried on another replica.
     const body = request.body ? await readBounded(request.body, this.deps.bodyLimitBytes) : undefined
-    const url = new URL(request.url)
-    const path = url.pathname + url.search
     // A request that cannot have changed anything may go to the next replica after any transport failure.
     const safe = request.method === 'GET' || request.method === 'HEAD'
     const upstream = await this.owners.run(plugin, async (owner) => {
@@ -156,11 +158,10 @@ export class Gateway {
       if (error instanceof Unavailable && !(error instanceof Refused) && !(error instanceof Broken)) throw new Unavailable(`${plugin} is unavailable: ${error.message}`, 'PLUGIN_UNAVAILABLE')
       throw error
     })
-    const out = new Headers()
-    upstream.headers.forEach((value, name) => {
-      if (!HOP_BY_HOP.has(name)) out.append(name, value)
-    })
-    return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers: out })
+    // The owner's answer goes back as it is (its body streams through), minus the hop-by-hop headers.
+    const out = upstream.headers
+    for (const name of dropOnReturn(out)) out.delete(name)
+    return upstream
   }
 
   /** The merged OpenAPI document: this process's own, plus each live plugin's paths and tags from one of its owners. */
@@ -238,18 +239,42 @@ function operationsOf(plugin: string, doc: OpenApiDocument): Operation[] {
   return list
 }
 
-/** The client's headers minus hop-by-hop ones, with the request id and the X-Forwarded-* trio. */
+/** The path of a path-and-query. */
+const pathOnly = (path: string) => {
+  const q = path.indexOf('?')
+  return q < 0 ? path : path.slice(0, q)
+}
+
+/** Names a Connection header lists (besides the usual keep-alive / close): hop-by-hop too. */
+function connectionListed(headers: Headers): string[] {
+  const connection = headers.get('connection')
+  if (connection === null) return []
+  return connection
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((name) => name && name !== 'keep-alive' && name !== 'close')
+}
+
+/** The headers of an answer that are not passed back to the client. */
+function dropOnReturn(headers: Headers): string[] {
+  const drop = connectionListed(headers)
+  for (const name of HOP_BY_HOP) if (headers.has(name)) drop.push(name)
+  return drop
+}
+
+/**
+ * The client's headers minus hop-by-hop ones, with the request id and the X-Forwarded-* trio. The
+ * request's own Headers are edited in place (nothing reads them after the gateway) and passed on.
+ */
 function forwardedHeaders(request: Request, state: RequestState): Headers {
-  const headers = new Headers()
-  const listed = new Set((request.headers.get('connection') ?? '').split(',').map((s) => s.trim().toLowerCase()))
-  request.headers.forEach((value, name) => {
-    if (!HOP_BY_HOP.has(name) && !listed.has(name)) headers.append(name, value)
-  })
-  const url = new URL(request.url)
-  const prior = request.headers.get('x-forwarded-for')
+  const headers = request.headers
+  const host = headers.get('host')
+  const prior = headers.get('x-forwarded-for')
+  for (const name of connectionListed(headers)) headers.delete(name)
+  for (const name of HOP_BY_HOP) if (headers.has(name)) headers.delete(name)
   headers.set('x-forwarded-for', prior ? `${prior}, ${state.ip}` : state.ip)
-  headers.set('x-forwarded-proto', request.headers.get('x-forwarded-proto') ?? url.protocol.replace(':', ''))
-  headers.set('x-forwarded-host', request.headers.get('x-forwarded-host') ?? request.headers.get('host') ?? url.host)
+  if (!headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', request.url.startsWith('https:') ? 'https' : 'http')
+  if (!headers.has('x-forwarded-host')) headers.set('x-forwarded-host', host ?? new URL(request.url).host)
   headers.set('x-request-id', state.id)
   return headers
 }

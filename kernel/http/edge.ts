@@ -192,7 +192,7 @@ export function serveApp(app: AnyElysia, deps: EdgeDeps): Server<unknown> {
     // Below every exact and parameterised route of the plugins hosted here, which Bun matches first.
     // Treated as guarded: the gateway counts a request with a token against its user, not the IP.
     routes['/api/v1/*'] = handler('/api/v1/*', true, (request, state) => {
-      const plugin = gateway.remotePlugin(new URL(request.url).pathname)
+      const plugin = gateway.remotePlugin(request.url)
       return plugin ? gateway.forward(request, plugin, state) : app.fetch(request)
     })
     const localDocument = async () => (await (await app.handle(new Request('http://local/swagger/json'))).json()) as OpenApiDocument
