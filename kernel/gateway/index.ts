@@ -80,7 +80,7 @@ export class Gateway {
 
   /** The plugin an /api/v1 URL names when this process does not host it (undefined: the local app answers). */
   remotePlugin(url: string): string | undefined {
-    const pathname = pathOnly(url.slice(url.indexOf('/', url.indexOf('//') + 2)))
+    const pathname = pathOnly(pathAndQuery(url))
     const plugin = pathname.slice(8, pathname.indexOf('/', 8) >>> 0)
     if (this.deps.hosted.includes(plugin)) return undefined
     const known = this.operations.get(plugin)
@@ -119,9 +119,7 @@ export class Gateway {
 
   private async send(request: Request, plugin: string, state: RequestState): Promise<Response> {
     const { identity, ipLimiter, userLimiter, tokens } = this.deps
-    const url = request.url
-    // The path and query as received (no URL object: this runs on every proxied request).
-    const path = url.slice(url.indexOf('/', url.indexOf('//') + 2))
+    const path = pathAndQuery(request.url)
     const authorization = request.headers.get('authorization')
     if (authorization !== null && !this.guarded(plugin, request.method, pathOnly(path))) await ipLimiter.consume(state.ip)
     else if (authorization !== null) {
@@ -238,6 +236,9 @@ function operationsOf(plugin: string, doc: OpenApiDocument): Operation[] {
   }
   return list
 }
+
+/** The path and query of an absolute URL as received (no URL object: this runs on every proxied request). */
+const pathAndQuery = (url: string) => url.slice(url.indexOf('/', url.indexOf('//') + 2))
 
 /** The path of a path-and-query. */
 const pathOnly = (path: string) => {
