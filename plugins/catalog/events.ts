@@ -44,7 +44,7 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
       const known = newest.get(key)
       if (!known || known.eventId < id) newest.set(key, { sku: payload.sku, warehouse: payload.warehouse, available: payload.available, eventId: id })
     }
-    const changes = [...newest.values()].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.warehouse < b.warehouse ? -1 : 1))
+    const changes = [...newest.values()]
     const skus = [...new Set(changes.map((c) => c.sku))]
     await lockSkus(db, tx, skus)
     for (const change of changes) await upsert(tx, change)
@@ -59,17 +59,14 @@ export const totalAvailable = (t: Tables<CatalogSchema>, sku: string) =>
 /**
  * Serialises, per SKU, the stock handler and the creation of a product with that SKU, so neither
  * misses the other's uncommitted write (which would leave the product's total stale). PostgreSQL
- * needs a lock for that; SQLite has one writer at a time already. `skus` come sorted: every
- * transaction takes its locks in the same order, in one statement.
+ * needs a lock for that; SQLite has one writer at a time already. One statement takes the locks
+ * of all `skus` in SKU order, so transactions that share SKUs never wait on each other in a cycle.
  */
 export async function lockSkus(db: Database, tx: Db, skus: string[]) {
   if (db.dialect !== 'postgres' || skus.length === 0) return
-  if (skus.length === 1) await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`catalog.sku:${skus[0]}`}))`)
-  else
-    await tx.execute(
-      sql`select pg_advisory_xact_lock(hashtext('catalog.sku:' || s)) from (select s from unnest(${`{${skus.map(arrayItem).join(',')}}`}::text[]) as s order by s collate "C") as sorted`,
-    )
+  const keys = sql.join(
+    skus.map((sku) => sql`(${`catalog.sku:${sku}`})`),
+    sql`, `,
+  )
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(k)) from (select k from (values ${keys}) as v(k) order by k collate "C") as sorted`)
 }
-
-/** One element of a PostgreSQL text-array literal. */
-const arrayItem = (value: string) => `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`
