@@ -132,6 +132,35 @@ for (const bus of busAdapters) {
     })
   })
 
+  describe(`event bus contract: ${bus}, hand-off after commit (${variant})`, () => {
+    test('committed events reach the bus at once, without waiting for a sweep, and their rows are marked published', async () => {
+      // A relay interval far longer than the test: only the hand-off after commit can deliver them.
+      const server = await startServer({ EVENT_BUS: bus, EVENT_RELAY_INTERVAL_MS: '600000' })
+      try {
+        await Bun.sleep(100) // past the sweep that runs at start
+        const notes = Array.from({ length: 20 }, (_, i) => `hand-off ${i}`)
+        const ids = (await Promise.all(notes.map((note) => client(server.url).post('/api/v1/ledger/entries', { note })))).map((r) => r.body.id as string)
+        const effects = await eventually(async () => {
+          const r = await client(server.url).get('/api/v1/ledger/effects')
+          const mine = (r.body as { entryId: string; eventId: string }[]).filter((e) => ids.includes(e.entryId))
+          return mine.length === ids.length ? mine : undefined
+        }, 3_000)
+        expect(effects?.length).toBe(ids.length)
+        const db = openDatabase(server.env.DATABASE_URL)
+        const { outbox } = materialize(eventTables, db.dialect)
+        try {
+          const unpublished = async () =>
+            (await db.read.select().from(outbox)).filter((r) => effects!.some((e) => e.eventId === r.id) && (r.publishedAt === null || r.leaseUntil !== null))
+          expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
+        } finally {
+          await db.close()
+        }
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
   describe(`event bus contract: ${bus}, outbox retention (${variant})`, () => {
     test('a published event is deleted from the outbox once the retention has passed', async () => {
       const server = await startServer({ EVENT_BUS: bus, EVENT_RETENTION_SECONDS: '1' })
