@@ -6,7 +6,7 @@
  * written before a crash (once their short lease has run out), by another process, while the relay
  * was stopped, or refused by the bus.
  */
-import { and, asc, inArray, isNull, lt, or } from 'drizzle-orm'
+import { and, asc, inArray, isNull, lt, or, type SQL, sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
 import type { Database, Params } from '../db'
 import { materialize } from '../db/schema'
@@ -23,7 +23,6 @@ const LEASE_MS = 30_000
  */
 const HANDOFF_LEASE_MS = 3_000
 const BATCH = 500
-const MARK_CHUNK = 5000
 /** Published rows deleted per transaction, so pruning never holds the writer for long. */
 const PRUNE_CHUNK = 1000
 /** How often pruning runs (more often when the retention is shorter). */
@@ -33,6 +32,8 @@ export class Outbox {
   private readonly t
   /** Claims the next batch in one statement, built once. */
   private readonly claimBatch
+  /** Marks rows published, their ids bound as one JSON array: built once, whatever the number of ids. */
+  private readonly markBatch
   private timer: ReturnType<typeof setInterval> | undefined
   private pruneTimer: ReturnType<typeof setInterval> | undefined
   private pruning: Promise<void> | undefined
@@ -65,6 +66,14 @@ export class Outbox {
         .where(and(inArray(outbox.id, next), claimable))
         .returning()
     })
+    const listed = (ids: SQL) =>
+      db.dialect === 'sqlite' ? sql`(select value from json_each(${ids}))` : sql`(select jsonb_array_elements_text(${ids}::jsonb))`
+    this.markBatch = db.prepare('tessera.outboxPublished', (q, p: Params<{ ids: string; now: Date }>) =>
+      q
+        .update(outbox)
+        .set({ publishedAt: p('now', outbox.publishedAt), leaseUntil: null })
+        .where(inArray(outbox.id, listed(sql`${p('ids')}`))),
+    )
   }
 
   /** Writes the events to the outbox inside the current transaction, or in one of its own. */
@@ -170,11 +179,7 @@ export class Outbox {
       const ids = this.published
       this.published = []
       this.marking = undefined
-      const { outbox } = this.t
-      const now = new Date()
-      // In chunks: far below the bound parameters a statement may take (32,766 on SQLite).
-      for (let i = 0; i < ids.length; i += MARK_CHUNK)
-        await this.db.transaction((tx) => tx.update(outbox).set({ publishedAt: now, leaseUntil: null }).where(inArray(outbox.id, ids.slice(i, i + MARK_CHUNK))))
+      await this.db.transaction((tx) => this.markBatch(tx, { ids: JSON.stringify(ids), now: new Date() }))
     })
     return this.marking
   }
