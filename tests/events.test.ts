@@ -161,6 +161,35 @@ for (const bus of busAdapters) {
     })
   })
 
+  describe(`event bus contract: ${bus}, events recorded together (${variant})`, () => {
+    test('events recorded together are each delivered once, and after the hand-off nothing is left to publish', async () => {
+      const server = await startServer({ EVENT_BUS: bus })
+      try {
+        const { body } = await client(server.url).post('/api/v1/ledger/entries', { note: 'together', events: 5 })
+        const effects = await eventually(async () => {
+          const r = await client(server.url).get('/api/v1/ledger/effects')
+          const mine = (r.body as { entryId: string; eventId: string }[]).filter((e) => e.entryId === body.id)
+          return mine.length >= 5 ? mine : undefined
+        })
+        expect(new Set(effects?.map((e) => e.eventId)).size).toBe(5)
+        const db = openDatabase(server.env.DATABASE_URL)
+        const { outbox } = materialize(eventTables, db.dialect)
+        try {
+          const unpublished = async () => (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
+          expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
+          // Past the relay interval: a sweep finds nothing to publish again.
+          await Bun.sleep(1_500)
+          const again = (await client(server.url).get('/api/v1/ledger/effects')).body as { entryId: string }[]
+          expect(again.filter((e) => e.entryId === body.id).length).toBe(5)
+        } finally {
+          await db.close()
+        }
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
   describe(`event bus contract: ${bus}, outbox retention (${variant})`, () => {
     test('a published event is deleted from the outbox once the retention has passed', async () => {
       const server = await startServer({ EVENT_BUS: bus, EVENT_RETENTION_SECONDS: '1' })
@@ -219,6 +248,36 @@ for (const bus of busAdapters) {
       } finally {
         second.proc.kill('SIGTERM')
         expect(await second.proc.exited).toBe(0)
+      }
+    })
+
+    test('events recorded together just before the process dies are each delivered once after the restart', async () => {
+      const together = isolatedStore()
+      try {
+        const env = baseEnv({ ...together.env, EVENT_BUS: bus })
+        const first = await spawnServer(env)
+        const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ note: 'three before the crash', events: 3, crashAfterCommit: true }),
+        }).catch((e: Error) => e)
+        expect(crashed).toBeInstanceOf(Error)
+        await first.proc.exited
+        const second = await spawnServer(env)
+        try {
+          const handled = await eventually(async () => {
+            const r = await client(second.url).get('/api/v1/ledger/effects')
+            return r.body.length >= 3 ? (r.body as { entryId: string; eventId: string }[]) : undefined
+          })
+          expect(handled?.length).toBe(3)
+          expect(new Set(handled?.map((e) => e.eventId)).size).toBe(3)
+          expect(new Set(handled?.map((e) => e.entryId)).size).toBe(1)
+        } finally {
+          second.proc.kill('SIGTERM')
+          expect(await second.proc.exited).toBe(0)
+        }
+      } finally {
+        await together.cleanup()
       }
     })
   })

@@ -1,8 +1,9 @@
 /**
- * Transactional outbox and its relay. `record` writes the event in the caller's transaction (or
+ * Transactional outbox and its relay. `record` writes the events in the caller's transaction (or
  * its own), already leased to this process for a short while (HANDOFF_LEASE_MS); after commit the
  * envelopes, still in memory, go straight to the bus, and the rows are marked published together
- * once the bus has accepted them. A sweep on an interval claims, with a lease, the rows nobody holds:
+ * once the bus has accepted them. Events recorded together (`publishAll`) share one row, whose
+ * payload is their envelopes: one row written and marked rather than one per event. A sweep on an interval claims, with a lease, the rows nobody holds:
  * written before a crash (once their short lease has run out), by another process, while the relay
  * was stopped, or refused by the bus.
  */
@@ -23,6 +24,16 @@ const LEASE_MS = 30_000
  */
 const HANDOFF_LEASE_MS = 3_000
 const BATCH = 500
+/** Marks a row that holds several events (its payload: their envelopes); the value is their number. */
+const BATCH_HEADER = 'tessera-batch'
+/** Events in one row at most. */
+const ROW_EVENTS = 1000
+
+/** One outbox row's events, in the order they were recorded. */
+interface RowEvents {
+  rowId: string
+  events: EventEnvelope[]
+}
 /** Published rows deleted per transaction, so pruning never holds the writer for long. */
 const PRUNE_CHUNK = 1000
 /** How often pruning runs (more often when the retention is shorter). */
@@ -81,31 +92,35 @@ export class Outbox {
     if (events.length === 0) return
     // A stopped relay hands nothing over: the rows wait, unleased, for the first sweep after start.
     const leaseUntil = this.stopped ? null : new Date(Date.now() + HANDOFF_LEASE_MS)
+    const rows: (typeof this.t.outbox.$inferInsert)[] = []
+    const recorded: RowEvents[] = []
+    if (events.length === 1) {
+      const [event] = events
+      rows.push({ ...event, occurredAt: new Date(event.occurredAt), leaseUntil })
+      recorded.push({ rowId: event.id, events })
+    } else
+      for (let i = 0; i < events.length; i += ROW_EVENTS) {
+        const chunk = events.slice(i, i + ROW_EVENTS)
+        const [first] = chunk
+        const rowId = Bun.randomUUIDv7()
+        const type = chunk.every((e) => e.type === first.type) ? first.type : 'tessera.batch'
+        rows.push({ id: rowId, type, source: first.source, payload: chunk, headers: { [BATCH_HEADER]: String(chunk.length) }, occurredAt: new Date(first.occurredAt), leaseUntil })
+        recorded.push({ rowId, events: chunk })
+      }
     await this.db.transaction(async () => {
-      await this.db.insertMany(
-        this.t.outbox,
-        events.map((event) => ({
-          id: event.id,
-          type: event.type,
-          source: event.source,
-          payload: event.payload,
-          headers: event.headers,
-          occurredAt: new Date(event.occurredAt),
-          leaseUntil,
-        })),
-      )
-      if (leaseUntil) this.db.afterCommit(() => this.handOff(events))
+      await this.db.insertMany(this.t.outbox, rows)
+      if (leaseUntil) this.db.afterCommit(() => this.handOff(recorded))
     })
   }
 
   /** After the commit: the recorded events to the bus from memory, no read of the rows. */
-  private handOff(events: EventEnvelope[]) {
+  private handOff(recorded: RowEvents[]) {
     // Stopped meanwhile: the rows' short lease runs out and the next sweep (here after a restart, or elsewhere) takes them.
     if (this.stopped) return
-    for (const event of events) this.handingOff.add(event.id)
+    for (const r of recorded) this.handingOff.add(r.rowId)
     this.track(
-      this.relay(events).finally(() => {
-        for (const event of events) this.handingOff.delete(event.id)
+      this.relay(recorded).finally(() => {
+        for (const r of recorded) this.handingOff.delete(r.rowId)
       }),
     )
   }
@@ -147,12 +162,15 @@ export class Outbox {
   private async sweep() {
     for (;;) {
       const rows = await this.claim()
-      const events: EventEnvelope[] = []
+      const claimed: RowEvents[] = []
       for (const row of rows) {
         if (this.handingOff.has(row.id)) continue
-        events.push({ id: row.id, type: row.type, source: row.source, payload: row.payload, headers: row.headers, occurredAt: row.occurredAt.toISOString() })
+        const events: EventEnvelope[] = row.headers[BATCH_HEADER]
+          ? (row.payload as EventEnvelope[])
+          : [{ id: row.id, type: row.type, source: row.source, payload: row.payload, headers: row.headers, occurredAt: row.occurredAt.toISOString() }]
+        claimed.push({ rowId: row.id, events })
       }
-      if (events.length) this.track(this.relay(events))
+      if (claimed.length) this.track(this.relay(claimed))
       if (rows.length < BATCH || this.stopped) return
     }
   }
@@ -185,19 +203,22 @@ export class Outbox {
   }
 
   /**
-   * Hands the events to the bus, in order, and marks those it accepted published; those it refused
-   * are left to a sweep after the relay interval.
+   * Hands the rows' events to the bus, in order, and marks published the rows whose events it all
+   * accepted; a row with a refused event is left to a sweep after the relay interval (its other
+   * events are then published again: consumers are idempotent).
    */
-  private async relay(events: EventEnvelope[]) {
-    const outcomes = await Promise.allSettled(events.map((event) => this.bus.publish(event)))
+  private async relay(rows: RowEvents[]) {
+    const outcomes = await Promise.all(rows.map((r) => Promise.allSettled(r.events.map((event) => this.bus.publish(event)))))
     const accepted: string[] = []
     const refused: string[] = []
-    outcomes.forEach((outcome, i) => {
-      const event = events[i]
-      if (outcome.status === 'fulfilled') accepted.push(event.id)
+    outcomes.forEach((settled, i) => {
+      const r = rows[i]
+      const failed = settled.findIndex((outcome) => outcome.status === 'rejected')
+      if (failed < 0) accepted.push(r.rowId)
       else {
-        refused.push(event.id)
-        this.log.warn({ err: outcome.reason, eventId: event.id, type: event.type }, 'event not handed to the bus; will retry')
+        refused.push(r.rowId)
+        const event = r.events[failed]
+        this.log.warn({ err: (settled[failed] as PromiseRejectedResult).reason, eventId: event.id, type: event.type }, 'event not handed to the bus; will retry')
       }
     })
     // Not marked (the database failed): the rows are published again once their lease runs out, as after a crash.
