@@ -21,6 +21,19 @@ const metric = async (url: string, outcome: string) => {
   return line ? Number(line.split(' ').pop()) : 0
 }
 
+type OutboxRow = ReturnType<typeof materialize<typeof eventTables>>['outbox']['$inferSelect']
+
+/** Runs `check` with a reader of the server's outbox rows, on a database connection of its own. */
+async function withOutbox<T>(databaseUrl: string, check: (rows: () => Promise<OutboxRow[]>) => Promise<T>): Promise<T> {
+  const db = openDatabase(databaseUrl)
+  const { outbox } = materialize(eventTables, db.dialect)
+  try {
+    return await check(() => db.read.select().from(outbox))
+  } finally {
+    await db.close()
+  }
+}
+
 for (const bus of busAdapters) {
   describe(`event bus contract: ${bus} (${variant})`, () => {
     let server: TestServer
@@ -146,15 +159,10 @@ for (const bus of busAdapters) {
           return mine.length === ids.length ? mine : undefined
         }, 3_000)
         expect(effects?.length).toBe(ids.length)
-        const db = openDatabase(server.env.DATABASE_URL)
-        const { outbox } = materialize(eventTables, db.dialect)
-        try {
-          const unpublished = async () =>
-            (await db.read.select().from(outbox)).filter((r) => effects!.some((e) => e.eventId === r.id) && (r.publishedAt === null || r.leaseUntil !== null))
+        await withOutbox(server.env.DATABASE_URL, async (rows) => {
+          const unpublished = async () => (await rows()).filter((r) => effects!.some((e) => e.eventId === r.id) && (r.publishedAt === null || r.leaseUntil !== null))
           expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
-        } finally {
-          await db.close()
-        }
+        })
       } finally {
         await server.stop()
       }
@@ -172,18 +180,14 @@ for (const bus of busAdapters) {
           return mine.length >= 5 ? mine : undefined
         })
         expect(new Set(effects?.map((e) => e.eventId)).size).toBe(5)
-        const db = openDatabase(server.env.DATABASE_URL)
-        const { outbox } = materialize(eventTables, db.dialect)
-        try {
-          const unpublished = async () => (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
+        await withOutbox(server.env.DATABASE_URL, async (rows) => {
+          const unpublished = async () => (await rows()).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
           expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
-          // Past the relay interval: a sweep finds nothing to publish again.
-          await Bun.sleep(1_500)
-          const again = (await client(server.url).get('/api/v1/ledger/effects')).body as { entryId: string }[]
-          expect(again.filter((e) => e.entryId === body.id).length).toBe(5)
-        } finally {
-          await db.close()
-        }
+        })
+        // Past the relay interval: a sweep finds nothing to publish again.
+        await Bun.sleep(1_500)
+        const again = (await client(server.url).get('/api/v1/ledger/effects')).body as { entryId: string }[]
+        expect(again.filter((e) => e.entryId === body.id).length).toBe(5)
       } finally {
         await server.stop()
       }
@@ -196,15 +200,11 @@ for (const bus of busAdapters) {
       try {
         const { body } = await client(server.url).post('/api/v1/ledger/entries', { note: 'kept for a second' })
         expect(await eventually(async () => (await client(server.url).get('/api/v1/ledger/effects')).body.some((e: { entryId: string }) => e.entryId === body.id))).toBe(true)
-        const db = openDatabase(server.env.DATABASE_URL)
-        const { outbox } = materialize(eventTables, db.dialect)
-        try {
-          const rows = async () => (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded')
+        await withOutbox(server.env.DATABASE_URL, async (all) => {
+          const rows = async () => (await all()).filter((r) => r.type === 'ledger.entry.recorded')
           expect((await rows()).length).toBe(1)
           expect(await eventually(async () => (await rows()).length === 0, 5_000)).toBe(true)
-        } finally {
-          await db.close()
-        }
+        })
       } finally {
         await server.stop()
       }
