@@ -121,7 +121,8 @@ export class RealtimeServer {
         }
     }
     for (const namespace of this.namespaces.values()) {
-      const counted = new Map<string, Tally>()
+      // One tally (and labelled child) per event and outcome.
+      const counted = new Map<string, Map<string, Tally>>()
       sockets.set({ namespace: namespace.name }, 0)
       namespace.attach(io.of(namespace.name), {
         identity,
@@ -129,12 +130,12 @@ export class RealtimeServer {
         eventsPerSecond: config.REALTIME_EVENTS_PER_SECOND,
         maxPayloadBytes: config.REALTIME_MAX_PAYLOAD_BYTES,
         count: (ns, event, outcome) => {
-          // One tally (and labelled child) per (event, outcome).
-          const key = `${event}\n${outcome}`
-          let tally = counted.get(key)
+          let byOutcome = counted.get(event)
+          if (!byOutcome) counted.set(event, (byOutcome = new Map()))
+          let tally = byOutcome.get(outcome)
           if (!tally) {
             tally = { child: events.labels({ namespace: ns, event, outcome }), n: 0 }
-            counted.set(key, tally)
+            byOutcome.set(outcome, tally)
             tallies.push(tally)
           }
           tally.n++
