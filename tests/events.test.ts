@@ -21,6 +21,19 @@ const metric = async (url: string, outcome: string) => {
   return line ? Number(line.split(' ').pop()) : 0
 }
 
+type OutboxRow = ReturnType<typeof materialize<typeof eventTables>>['outbox']['$inferSelect']
+
+/** Runs `check` with a reader of the server's outbox rows, on a database connection of its own. */
+async function withOutbox<T>(databaseUrl: string, check: (rows: () => Promise<OutboxRow[]>) => Promise<T>): Promise<T> {
+  const db = openDatabase(databaseUrl)
+  const { outbox } = materialize(eventTables, db.dialect)
+  try {
+    return await check(() => db.read.select().from(outbox))
+  } finally {
+    await db.close()
+  }
+}
+
 for (const bus of busAdapters) {
   describe(`event bus contract: ${bus} (${variant})`, () => {
     let server: TestServer
@@ -132,21 +145,66 @@ for (const bus of busAdapters) {
     })
   })
 
+  describe(`event bus contract: ${bus}, hand-off after commit (${variant})`, () => {
+    test('committed events reach the bus at once, without waiting for a sweep, and their rows are marked published', async () => {
+      // A relay interval far longer than the test: only the hand-off after commit can deliver them.
+      const server = await startServer({ EVENT_BUS: bus, EVENT_RELAY_INTERVAL_MS: '600000' })
+      try {
+        await Bun.sleep(100) // past the sweep that runs at start
+        const notes = Array.from({ length: 20 }, (_, i) => `hand-off ${i}`)
+        const ids = (await Promise.all(notes.map((note) => client(server.url).post('/api/v1/ledger/entries', { note })))).map((r) => r.body.id as string)
+        const effects = await eventually(async () => {
+          const r = await client(server.url).get('/api/v1/ledger/effects')
+          const mine = (r.body as { entryId: string; eventId: string }[]).filter((e) => ids.includes(e.entryId))
+          return mine.length === ids.length ? mine : undefined
+        }, 3_000)
+        expect(effects?.length).toBe(ids.length)
+        await withOutbox(server.env.DATABASE_URL, async (rows) => {
+          const unpublished = async () => (await rows()).filter((r) => effects!.some((e) => e.eventId === r.id) && (r.publishedAt === null || r.leaseUntil !== null))
+          expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
+        })
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
+  describe(`event bus contract: ${bus}, events recorded together (${variant})`, () => {
+    test('events recorded together are each delivered once, and after the hand-off nothing is left to publish', async () => {
+      const server = await startServer({ EVENT_BUS: bus })
+      try {
+        const { body } = await client(server.url).post('/api/v1/ledger/entries', { note: 'together', events: 5 })
+        const effects = await eventually(async () => {
+          const r = await client(server.url).get('/api/v1/ledger/effects')
+          const mine = (r.body as { entryId: string; eventId: string }[]).filter((e) => e.entryId === body.id)
+          return mine.length >= 5 ? mine : undefined
+        })
+        expect(new Set(effects?.map((e) => e.eventId)).size).toBe(5)
+        await withOutbox(server.env.DATABASE_URL, async (rows) => {
+          const unpublished = async () => (await rows()).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
+          expect(await eventually(async () => (await unpublished()).length === 0, 3_000)).toBe(true)
+        })
+        // Past the relay interval: a sweep finds nothing to publish again.
+        await Bun.sleep(1_500)
+        const again = (await client(server.url).get('/api/v1/ledger/effects')).body as { entryId: string }[]
+        expect(again.filter((e) => e.entryId === body.id).length).toBe(5)
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
   describe(`event bus contract: ${bus}, outbox retention (${variant})`, () => {
     test('a published event is deleted from the outbox once the retention has passed', async () => {
       const server = await startServer({ EVENT_BUS: bus, EVENT_RETENTION_SECONDS: '1' })
       try {
         const { body } = await client(server.url).post('/api/v1/ledger/entries', { note: 'kept for a second' })
         expect(await eventually(async () => (await client(server.url).get('/api/v1/ledger/effects')).body.some((e: { entryId: string }) => e.entryId === body.id))).toBe(true)
-        const db = openDatabase(server.env.DATABASE_URL)
-        const { outbox } = materialize(eventTables, db.dialect)
-        try {
-          const rows = async () => (await db.read.select().from(outbox)).filter((r) => r.type === 'ledger.entry.recorded')
+        await withOutbox(server.env.DATABASE_URL, async (all) => {
+          const rows = async () => (await all()).filter((r) => r.type === 'ledger.entry.recorded')
           expect((await rows()).length).toBe(1)
           expect(await eventually(async () => (await rows()).length === 0, 5_000)).toBe(true)
-        } finally {
-          await db.close()
-        }
+        })
       } finally {
         await server.stop()
       }
@@ -190,6 +248,36 @@ for (const bus of busAdapters) {
       } finally {
         second.proc.kill('SIGTERM')
         expect(await second.proc.exited).toBe(0)
+      }
+    })
+
+    test('events recorded together just before the process dies are each delivered once after the restart', async () => {
+      const together = isolatedStore()
+      try {
+        const env = baseEnv({ ...together.env, EVENT_BUS: bus })
+        const first = await spawnServer(env)
+        const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ note: 'three before the crash', events: 3, crashAfterCommit: true }),
+        }).catch((e: Error) => e)
+        expect(crashed).toBeInstanceOf(Error)
+        await first.proc.exited
+        const second = await spawnServer(env)
+        try {
+          const handled = await eventually(async () => {
+            const r = await client(second.url).get('/api/v1/ledger/effects')
+            return r.body.length >= 3 ? (r.body as { entryId: string; eventId: string }[]) : undefined
+          })
+          expect(handled?.length).toBe(3)
+          expect(new Set(handled?.map((e) => e.eventId)).size).toBe(3)
+          expect(new Set(handled?.map((e) => e.entryId)).size).toBe(1)
+        } finally {
+          second.proc.kill('SIGTERM')
+          expect(await second.proc.exited).toBe(0)
+        }
+      } finally {
+        await together.cleanup()
       }
     })
   })

@@ -1,10 +1,13 @@
 /**
- * Transactional outbox and its relay. `record` writes the event in the caller's transaction (or
- * its own); after commit the relay is nudged, and it also sweeps on an interval for rows it was not
- * told about (written before a crash, or by another process). A row is claimed with a lease, handed
- * to the bus, and marked published only when the bus has accepted it.
+ * Transactional outbox and its relay. `record` writes the events in the caller's transaction (or
+ * its own), already leased to this process for a short while (HANDOFF_LEASE_MS); after commit the
+ * envelopes, still in memory, go straight to the bus, and the rows are marked published together
+ * once the bus has accepted them. Events recorded together (`publishAll`) share one row, whose
+ * payload is their envelopes: one row written and marked rather than one per event. A sweep on an interval claims, with a lease, the rows nobody holds:
+ * written before a crash (once their short lease has run out), by another process, while the relay
+ * was stopped, or refused by the bus.
  */
-import { and, asc, inArray, isNull, lt, or } from 'drizzle-orm'
+import { and, asc, inArray, isNull, lt, or, type SQL, sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
 import type { Database, Params } from '../db'
 import { materialize } from '../db/schema'
@@ -14,18 +17,34 @@ import { Sweeper } from '../../shared/sweeper'
 
 /** Long enough to deliver a batch; if a relay dies holding rows, another takes them over after this. */
 const LEASE_MS = 30_000
+/**
+ * The lease a row is written with, for the hand-off after its commit. Short, so that after a crash
+ * a sweep (of the restarted process, or another) takes the row over within seconds; a hand-off
+ * that takes longer is not published twice by this process (see `handingOff`).
+ */
+const HANDOFF_LEASE_MS = 3_000
 const BATCH = 500
+/** Marks a row that holds several events (its payload: their envelopes); the value is their number. */
+const BATCH_HEADER = 'tessera-batch'
+/** Events in one row at most. */
+const ROW_EVENTS = 1000
+
+/** One outbox row's events, in the order they were recorded. */
+interface RowEvents {
+  rowId: string
+  events: EventEnvelope[]
+}
 /** Published rows deleted per transaction, so pruning never holds the writer for long. */
 const PRUNE_CHUNK = 1000
 /** How often pruning runs (more often when the retention is shorter). */
 const PRUNE_EVERY_MS = 60_000
-/** Nudges this close together are answered by one sweep: under load one claim takes many events, not one each. */
-const GATHER_MS = 5
 
 export class Outbox {
   private readonly t
   /** Claims the next batch in one statement, built once. */
   private readonly claimBatch
+  /** Marks rows published, their ids bound as one JSON array: built once, whatever the number of ids. */
+  private readonly markBatch
   private timer: ReturnType<typeof setInterval> | undefined
   private pruneTimer: ReturnType<typeof setInterval> | undefined
   private pruning: Promise<void> | undefined
@@ -34,8 +53,9 @@ export class Outbox {
     (error) => this.log.error({ err: error }, 'outbox sweep failed'),
   )
   private readonly inFlight = new Set<Promise<void>>()
+  /** Ids handed to the bus by this process and not marked published yet: a sweep that claims one leaves it alone. */
+  private readonly handingOff = new Set<string>()
   private stopped = true
-  private gathering: ReturnType<typeof setTimeout> | undefined
 
   constructor(
     private readonly db: Database,
@@ -57,36 +77,63 @@ export class Outbox {
         .where(and(inArray(outbox.id, next), claimable))
         .returning()
     })
+    const listed = (ids: SQL) =>
+      db.dialect === 'sqlite' ? sql`(select value from json_each(${ids}))` : sql`(select jsonb_array_elements_text(${ids}::jsonb))`
+    this.markBatch = db.prepare('tessera.outboxPublished', (q, p: Params<{ ids: string; now: Date }>) =>
+      q
+        .update(outbox)
+        .set({ publishedAt: p('now', outbox.publishedAt), leaseUntil: null })
+        .where(inArray(outbox.id, listed(sql`${p('ids')}`))),
+    )
   }
 
   /** Writes the events to the outbox inside the current transaction, or in one of its own. */
   async record(...events: EventEnvelope[]): Promise<void> {
     if (events.length === 0) return
+    // A stopped relay hands nothing over: the rows wait, unleased, for the first sweep after start.
+    const leaseUntil = this.stopped ? null : new Date(Date.now() + HANDOFF_LEASE_MS)
+    const rows: (typeof this.t.outbox.$inferInsert)[] = []
+    const recorded: RowEvents[] = []
+    if (events.length === 1) {
+      const [event] = events
+      rows.push({ ...event, occurredAt: new Date(event.occurredAt), leaseUntil })
+      recorded.push({ rowId: event.id, events })
+    } else
+      for (let i = 0; i < events.length; i += ROW_EVENTS) {
+        const chunk = events.slice(i, i + ROW_EVENTS)
+        const [first] = chunk
+        const rowId = Bun.randomUUIDv7()
+        const type = chunk.every((e) => e.type === first.type) ? first.type : 'tessera.batch'
+        rows.push({ id: rowId, type, source: first.source, payload: chunk, headers: { [BATCH_HEADER]: String(chunk.length) }, occurredAt: new Date(first.occurredAt), leaseUntil })
+        recorded.push({ rowId, events: chunk })
+      }
     await this.db.transaction(async () => {
-      await this.db.insertMany(
-        this.t.outbox,
-        events.map((event) => ({
-          id: event.id,
-          type: event.type,
-          source: event.source,
-          payload: event.payload,
-          headers: event.headers,
-          occurredAt: new Date(event.occurredAt),
-        })),
-      )
-      this.db.afterCommit(() => this.nudge())
+      await this.db.insertMany(this.t.outbox, rows)
+      if (leaseUntil) this.db.afterCommit(() => this.handOff(recorded))
     })
+  }
+
+  /** After the commit: the recorded events to the bus from memory, no read of the rows. */
+  private handOff(recorded: RowEvents[]) {
+    // Stopped meanwhile: the rows' short lease runs out and the next sweep (here after a restart, or elsewhere) takes them.
+    if (this.stopped) return
+    for (const r of recorded) this.handingOff.add(r.rowId)
+    this.track(
+      this.relay(recorded).finally(() => {
+        for (const r of recorded) this.handingOff.delete(r.rowId)
+      }),
+    )
   }
 
   start() {
     this.stopped = false
-    this.timer = setInterval(() => this.nudge(), this.intervalMs)
+    this.timer = setInterval(() => this.sweeper.nudge(), this.intervalMs)
     this.pruneTimer = setInterval(() => {
       this.pruning ??= this.prune()
         .catch((error) => this.log.warn({ err: error }, 'outbox prune failed'))
         .finally(() => (this.pruning = undefined))
     }, Math.min(PRUNE_EVERY_MS, this.retentionMs))
-    this.nudge()
+    this.sweeper.nudge()
   }
 
   /** Deletes rows published longer ago than the retention, a chunk per transaction. */
@@ -105,7 +152,6 @@ export class Outbox {
   /** Stops claiming rows and waits for the events in flight to settle. */
   async stop() {
     this.stopped = true
-    clearTimeout(this.gathering)
     clearInterval(this.timer)
     clearInterval(this.pruneTimer)
     await this.pruning
@@ -113,19 +159,18 @@ export class Outbox {
     await Promise.allSettled([...this.inFlight])
   }
 
-  /** Asks for a sweep, soon (GATHER_MS); sweeps never overlap, and a nudge during one causes another. */
-  nudge() {
-    if (this.stopped || this.gathering) return
-    this.gathering = setTimeout(() => {
-      this.gathering = undefined
-      if (!this.stopped) this.sweeper.nudge()
-    }, GATHER_MS)
-  }
-
   private async sweep() {
     for (;;) {
       const rows = await this.claim()
-      for (const row of rows) this.track(this.relay(row))
+      const claimed: RowEvents[] = []
+      for (const row of rows) {
+        if (this.handingOff.has(row.id)) continue
+        const events: EventEnvelope[] = row.headers[BATCH_HEADER]
+          ? (row.payload as EventEnvelope[])
+          : [{ id: row.id, type: row.type, source: row.source, payload: row.payload, headers: row.headers, occurredAt: row.occurredAt.toISOString() }]
+        claimed.push({ rowId: row.id, events })
+      }
+      if (claimed.length) this.track(this.relay(claimed))
       if (rows.length < BATCH || this.stopped) return
     }
   }
@@ -146,35 +191,42 @@ export class Outbox {
   private published: string[] = []
   private marking: Promise<void> | undefined
 
-  private markPublished(id: string): Promise<void> {
-    this.published.push(id)
+  private markPublished(ids: string[]): Promise<void> {
+    this.published.push(...ids)
     this.marking ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const ids = this.published
       this.published = []
       this.marking = undefined
-      const { outbox } = this.t
-      await this.db.transaction((tx) => tx.update(outbox).set({ publishedAt: new Date(), leaseUntil: null }).where(inArray(outbox.id, ids)))
+      await this.db.transaction((tx) => this.markBatch(tx, { ids: JSON.stringify(ids), now: new Date() }))
     })
     return this.marking
   }
 
-  private async relay(row: typeof this.t.outbox.$inferSelect) {
-    const { outbox } = this.t
-    const event: EventEnvelope = {
-      id: row.id,
-      type: row.type,
-      source: row.source,
-      payload: row.payload,
-      headers: row.headers,
-      occurredAt: row.occurredAt.toISOString(),
-    }
-    try {
-      await this.bus.publish(event)
-      await this.markPublished(row.id)
-    } catch (error) {
-      this.log.warn({ err: error, eventId: row.id, type: row.type }, 'event not handed to the bus; will retry')
+  /**
+   * Hands the rows' events to the bus, in order, and marks published the rows whose events it all
+   * accepted; a row with a refused event is left to a sweep after the relay interval (its other
+   * events are then published again: consumers are idempotent).
+   */
+  private async relay(rows: RowEvents[]) {
+    const outcomes = await Promise.all(rows.map((r) => Promise.allSettled(r.events.map((event) => this.bus.publish(event)))))
+    const accepted: string[] = []
+    const refused: string[] = []
+    outcomes.forEach((settled, i) => {
+      const r = rows[i]
+      const failed = settled.findIndex((outcome) => outcome.status === 'rejected')
+      if (failed < 0) accepted.push(r.rowId)
+      else {
+        refused.push(r.rowId)
+        const event = r.events[failed]
+        this.log.warn({ err: (settled[failed] as PromiseRejectedResult).reason, eventId: event.id, type: event.type }, 'event not handed to the bus; will retry')
+      }
+    })
+    // Not marked (the database failed): the rows are published again once their lease runs out, as after a crash.
+    if (accepted.length) await this.markPublished(accepted).catch((error) => this.log.warn({ err: error }, 'events handed to the bus not marked published'))
+    if (refused.length) {
+      const { outbox } = this.t
       await this.db
-        .transaction((tx) => tx.update(outbox).set({ leaseUntil: new Date(Date.now() + this.intervalMs) }).where(inArray(outbox.id, [row.id])))
+        .transaction((tx) => tx.update(outbox).set({ leaseUntil: new Date(Date.now() + this.intervalMs) }).where(inArray(outbox.id, refused)))
         .catch(() => {})
     }
   }

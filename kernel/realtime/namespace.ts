@@ -6,11 +6,9 @@
  */
 import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
-import { RateLimiterMemory } from 'rate-limiter-flexible'
 import type { Namespace, Socket } from 'socket.io'
 import type { Logger } from 'pino'
-import { AppError, Forbidden, Invalid, NotFound, Unauthorized } from '../../shared/errors'
-import { RateLimiter } from '../cache'
+import { AppError, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized } from '../../shared/errors'
 import type { Identity } from '../http/identity'
 import type { EventOptions, RealtimeNamespace, RealtimeSocket, RealtimeUser } from './port'
 
@@ -31,7 +29,8 @@ export type Outcome = 'ok' | 'invalid' | 'too_large' | 'rate_limited' | 'refused
 
 interface EventDefinition {
   check: TypeCheck<TSchema>
-  limiter: RateLimiter | undefined
+  /** Its own per-socket budget; without one, the event shares the socket's default budget. */
+  rateLimit: { points: number; windowMs: number } | undefined
   handler: (socket: RealtimeSocket, payload: unknown) => unknown
 }
 
@@ -47,15 +46,36 @@ class PayloadTooLarge extends AppError {
 }
 
 const USER_ROOM_PREFIX = 'user:'
-/** Per-socket limits live in this process's memory: a socket lives in one process, so sharing them would only add a Redis round trip per event. */
-const perSocket = (points: number, perSeconds: number) => new RateLimiter(new RateLimiterMemory({ points, duration: perSeconds }))
+
+/**
+ * A per-socket budget: `points` events per window, the window starting at its first event (as
+ * rate-limiter-flexible's memory limiter counts). Kept with the socket, in this process: a socket
+ * lives in one process, and a plain counter costs no promise, shared map or timer per event.
+ */
+class Budget {
+  private used = 0
+  private resetAt = 0
+
+  constructor(
+    private readonly points: number,
+    private readonly windowMs: number,
+  ) {}
+
+  /** Spends one event; throws TooManyRequests (RATE_LIMITED) once the window's budget is gone. */
+  spend(now: number) {
+    if (now >= this.resetAt) {
+      this.used = 0
+      this.resetAt = now + this.windowMs
+    }
+    if (++this.used > this.points) throw new TooManyRequests((this.resetAt - now) / 1000)
+  }
+}
 
 export class PluginNamespace implements RealtimeNamespace {
   private readonly events = new Map<string, EventDefinition>()
   private readonly connectHandlers: ((socket: RealtimeSocket) => void | Promise<void>)[] = []
   private readonly disconnectHandlers: ((socket: RealtimeSocket, reason: string) => void | Promise<void>)[] = []
   private nsp: Namespace | undefined
-  private defaultLimiter: RateLimiter | undefined
   private deps: NamespaceDeps | undefined
 
   constructor(
@@ -71,7 +91,7 @@ export class PluginNamespace implements RealtimeNamespace {
     const { rateLimit } = options
     this.events.set(event, {
       check: TypeCompiler.Compile(options.body),
-      limiter: rateLimit ? perSocket(rateLimit.points, rateLimit.perSeconds) : undefined,
+      rateLimit: rateLimit ? { points: rateLimit.points, windowMs: rateLimit.perSeconds * 1000 } : undefined,
       handler: handler as EventDefinition['handler'],
     })
   }
@@ -101,7 +121,6 @@ export class PluginNamespace implements RealtimeNamespace {
   attach(nsp: Namespace, deps: NamespaceDeps) {
     this.nsp = nsp
     this.deps = deps
-    this.defaultLimiter = perSocket(deps.eventsPerSecond, 1)
     nsp.use((socket, next) => {
       this.admit(socket).then(
         () => next(),
@@ -165,26 +184,33 @@ export class PluginNamespace implements RealtimeNamespace {
       for (const handler of this.disconnectHandlers)
         run(() => handler(face, reason), deps.log, { namespace: this.name, socket: socket.id }, 'realtime disconnect handler failed')
     })
+    // This socket's budgets: the default one (events without their own) under undefined.
+    const budgets = new Map<EventDefinition | undefined, Budget>()
     socket.onAny((event: string, ...args: unknown[]) => {
-      if (!this.events.has(event)) void this.dispatch(socket, face, event, args)
+      if (!this.events.has(event)) void this.dispatch(socket, face, budgets, event, args)
     })
-    for (const event of this.events.keys()) socket.on(event, (...args: unknown[]) => void this.dispatch(socket, face, event, args))
+    for (const event of this.events.keys()) socket.on(event, (...args: unknown[]) => void this.dispatch(socket, face, budgets, event, args))
     await socket.join(this.userRoom(face.user.id))
     for (const handler of this.connectHandlers) await run(() => handler(face), deps.log, { namespace: this.name, socket: socket.id }, 'realtime connect handler failed')
   }
 
   /** One client event: rate limit → size → schema → handler; the result or the refusal is the ack. */
-  private async dispatch(socket: Socket, face: RealtimeSocket, event: string, args: unknown[]) {
+  private async dispatch(socket: Socket, face: RealtimeSocket, budgets: Map<EventDefinition | undefined, Budget>, event: string, args: unknown[]) {
     const deps = this.deps!
     const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (answer: unknown) => void) : undefined
     const payload = args[0]
     const definition = this.events.get(event)
     let outcome: Outcome = 'ok'
     try {
-      await (definition?.limiter ?? this.defaultLimiter!).consume(socket.id).catch((e) => {
+      const own = definition?.rateLimit ? definition : undefined
+      let budget = budgets.get(own)
+      if (!budget) budgets.set(own, (budget = own ? new Budget(own.rateLimit!.points, own.rateLimit!.windowMs) : new Budget(deps.eventsPerSecond, 1000)))
+      try {
+        budget.spend(Date.now())
+      } catch (error) {
         outcome = 'rate_limited'
-        throw e
-      })
+        throw error
+      }
       if (!definition) {
         outcome = 'unknown_event'
         throw new NotFound(`${this.name} has no event ${JSON.stringify(event).slice(0, 100)}`, 'UNKNOWN_EVENT')

@@ -7,6 +7,7 @@
  * after X" is well defined. Ids are UUIDv7 as well, so they sort by creation time.
  */
 import { and, asc, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
+import { isUniqueViolation } from '../../kernel/db/errors'
 import { Conflict, Forbidden, Invalid, isAppError, NotFound } from '../../shared/errors'
 import type { CannedResponses } from './canned'
 import { type Actor, allowed, type ChatDeps, type ConversationRow, isAgentLike, isAllowed, type MessageRow, reopenIn, toMessageView } from './service'
@@ -97,7 +98,7 @@ export class MessageLog {
   }
 
   private async storeBatch(batch: PendingSend[]) {
-    const { conversations, messages, deliveries } = this.d.t
+    const { conversations, deliveries } = this.d.t
     const now = new Date()
     const ordered = [...batch].sort((a, b) => (a.conversationId < b.conversationId ? -1 : a.conversationId > b.conversationId ? 1 : 0))
     const reopened: ConversationRow[] = []
@@ -147,8 +148,7 @@ export class MessageLog {
         }
         const inOrder: MessageRow[] = rows.map(({ channel, ...row }) => row)
         // A statement planned once (db.insertMany): drizzle building a 200-row insert cost more than SQLite running it.
-        const inserted = await this.d.db.insertMany(messages, inOrder, { onConflictDoNothing: true, returning: 'id' })
-        if (inserted.length !== rows.length) throw new Unusual()
+        await this.insert(inOrder, Unusual)
         await this.d.publishAll(
           'chat.message.created',
           inOrder.map((m, i) => ({ message: toMessageView(m), channel: rows[i].channel })),
@@ -186,7 +186,7 @@ export class MessageLog {
   }
 
   private async storeSingle(conversationId: string, sender: Actor | string, clientId: string, body: string, cannedId?: string): Promise<{ message: MessageRow; fresh: boolean }> {
-    const { conversations, messages, deliveries } = this.d.t
+    const { conversations, deliveries } = this.d.t
     const senderId = typeof sender === 'string' ? sender : sender.id
     const now = new Date()
     let reopened: ConversationRow | undefined
@@ -206,8 +206,7 @@ export class MessageLog {
           reopened = await reopenIn(this.d, tx, conversationId, senderId)
         }
         const m: MessageRow = { id: Bun.randomUUIDv7(), conversationId, seq: c.lastSeq, senderId, body, clientId, cannedId: cannedId ?? null, createdAt: now }
-        const [inserted] = await this.d.db.insertMany(messages, [m], { onConflictDoNothing: true, returning: 'id' })
-        if (!inserted) throw new DuplicateClientId()
+        await this.insert([m], DuplicateClientId)
         await this.d.publish('chat.message.created', { message: toMessageView(m), channel: c.channel })
         if (c.channel && c.externalUserId && !isCustomer) {
           await tx.insert(deliveries).values({
@@ -236,6 +235,20 @@ export class MessageLog {
       const first = await this.byClientId(senderId, clientId)
       if (first) return { message: this.sameConversation(first, conversationId), fresh: false }
       if (error instanceof DuplicateClientId) throw new Conflict('this clientId is being used by another request; retry', 'CLIENT_ID_IN_USE')
+      throw error
+    }
+  }
+
+  /**
+   * Inserts the messages, or throws `repeated` when a unique key refuses one (a repeated clientId;
+   * the caller's transaction is then undone). Not `on conflict do nothing … returning`: on SQLite
+   * RETURNING costs more than the insert itself without it (3.6 → 5.7 µs per row).
+   */
+  private async insert(rows: MessageRow[], repeated: new () => Error) {
+    try {
+      await this.d.db.insertMany(this.d.t.messages, rows)
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new repeated()
       throw error
     }
   }
