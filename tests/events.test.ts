@@ -280,5 +280,39 @@ for (const bus of busAdapters) {
         await together.cleanup()
       }
     })
+
+    test('a backlog larger than a sweep relays at once is delivered completely, each event once, after the restart', async () => {
+      // 4,500 events: five outbox rows, more than the sweep keeps in flight (about 4,000), so it relays them in steps.
+      const backlog = isolatedStore()
+      try {
+        const env = baseEnv({ ...backlog.env, EVENT_BUS: bus })
+        const first = await spawnServer(env)
+        const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ note: 'a backlog before the crash', events: 4500, crashAfterCommit: true }),
+        }).catch((e: Error) => e)
+        expect(crashed).toBeInstanceOf(Error)
+        await first.proc.exited
+        const second = await spawnServer(env)
+        try {
+          const handled = await eventually(async () => {
+            const r = await client(second.url).get('/api/v1/ledger/effects')
+            return r.body.length >= 4500 ? (r.body as { entryId: string; eventId: string }[]) : undefined
+          }, 20_000)
+          expect(handled?.length).toBe(4500)
+          expect(new Set(handled?.map((e) => e.eventId)).size).toBe(4500)
+          await withOutbox(env.DATABASE_URL, async (rows) => {
+            const unpublished = async () => (await rows()).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
+            expect(await eventually(async () => (await unpublished()).length === 0, 5_000)).toBe(true)
+          })
+        } finally {
+          second.proc.kill('SIGTERM')
+          expect(await second.proc.exited).toBe(0)
+        }
+      } finally {
+        await backlog.cleanup()
+      }
+    })
   })
 }

@@ -28,6 +28,10 @@ const BATCH = 500
 const BATCH_HEADER = 'tessera-batch'
 /** Events in one row at most. */
 const ROW_EVENTS = 1000
+/** A sweep hands events to the bus in chunks of about this many (whole rows)… */
+const SWEEP_CHUNK_EVENTS = 1000
+/** …and has at most this many in flight: a crash's backlog is relayed in steps, not all at once. */
+const SWEEP_EVENTS_IN_FLIGHT = 4000
 
 /** One outbox row's events, in the order they were recorded. */
 interface RowEvents {
@@ -159,18 +163,34 @@ export class Outbox {
     await Promise.allSettled([...this.inFlight])
   }
 
+  /**
+   * Claims the rows nobody holds and relays their events, at most SWEEP_EVENTS_IN_FLIGHT at a time:
+   * after a crash the backlog may hold hundreds of rows of a thousand events each.
+   */
   private async sweep() {
+    const running: Promise<void>[] = []
+    let chunk: RowEvents[] = []
+    let size = 0
+    const flush = async () => {
+      const p = this.relay(chunk)
+      this.track(p)
+      running.push(p)
+      chunk = []
+      size = 0
+      if (running.length * SWEEP_CHUNK_EVENTS >= SWEEP_EVENTS_IN_FLIGHT) await running.shift()
+    }
     for (;;) {
       const rows = await this.claim()
-      const claimed: RowEvents[] = []
       for (const row of rows) {
         if (this.handingOff.has(row.id)) continue
         const events: EventEnvelope[] = row.headers[BATCH_HEADER]
           ? (row.payload as EventEnvelope[])
           : [{ id: row.id, type: row.type, source: row.source, payload: row.payload, headers: row.headers, occurredAt: row.occurredAt.toISOString() }]
-        claimed.push({ rowId: row.id, events })
+        chunk.push({ rowId: row.id, events })
+        size += events.length
+        if (size >= SWEEP_CHUNK_EVENTS) await flush()
       }
-      if (claimed.length) this.track(this.relay(claimed))
+      if (chunk.length) await flush()
       if (rows.length < BATCH || this.stopped) return
     }
   }
