@@ -561,6 +561,13 @@ describe('metrics', () => {
     expect(requestCount(text, { method: 'GET', route: 'unmatched', status: '404' }) - before).toBe(5)
     for (const j of junk) expect(text).not.toContain(j)
   })
+
+  test('process metrics are there, but not the per-heap-space ones (in Bun they walk the whole heap on every scrape)', async () => {
+    const { text } = await metricsText()
+    for (const name of ['tessera_process_cpu_seconds_total', 'tessera_process_resident_memory_bytes', 'tessera_nodejs_heap_size_used_bytes', 'tessera_nodejs_eventloop_lag_seconds'])
+      expect(text).toContain(`# TYPE ${name} `)
+    expect(text).not.toContain('nodejs_heap_space_size')
+  })
 })
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
+const HEAP_SPACE_METRICS = ['nodejs_heap_space_size_total_bytes', 'nodejs_heap_space_size_used_bytes', 'nodejs_heap_space_size_available_bytes']
+
 export class Metrics {
   readonly registry = new Registry()
   readonly requests: Counter<'method' | 'route' | 'status'>
@@ -11,6 +13,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tessera_' })
+    // In Bun these three are read by walking the whole heap (v8.getHeapSpaceStatistics): 100–230 ms
+    // with the event loop blocked on every scrape. Heap size and use stay (nodejs_heap_size_*).
+    for (const name of HEAP_SPACE_METRICS) this.registry.removeSingleMetric(`tessera_${name}`)
     this.latency = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request latency, by method, route template and status',
