@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { and, eq, lt, sql } from 'drizzle-orm'
 import { type Database, materialize, openDatabase, type Params } from '../kernel/db'
+import { isUniqueViolation, sqlState } from '../kernel/db/errors'
+import { schema as kernelSchema } from '../kernel/events/schema'
 import { schema as inventorySchema } from '../plugins/inventory/schema'
 import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
 import { ROOT, client, isolatedStore, startServer, type TestServer, variant } from './harness'
@@ -17,6 +19,8 @@ const dialect = store.env.DATABASE_URL.startsWith('sqlite') ? 'sqlite' : 'postgr
 const { entries } = materialize(ledgerSchema, dialect)
 // A real plugin's tables, for every column kind: text, integer, bigint, boolean, timestamp, NULL.
 const { levels } = materialize(inventorySchema, dialect)
+// A JSON column: the outbox's payload.
+const { outbox } = materialize(kernelSchema, dialect)
 const entry = (note: string) => ({ id: Bun.randomUUIDv7(), note, at: new Date() })
 const notes = async () => (await db.read.select().from(entries)).map((e) => e.note).sort()
 
@@ -24,6 +28,7 @@ beforeAll(async () => {
   db = openDatabase(store.env.DATABASE_URL)
   await db.migrate(join(ROOT, 'tests/fixtures/plugins/ledger/migrations', db.dialect), '__migrations_ledger')
   await db.migrate(join(ROOT, 'plugins/inventory/migrations', db.dialect), '__migrations_inventory')
+  await db.migrate(join(ROOT, 'kernel/migrations', db.dialect), '__migrations_kernel')
 })
 afterAll(async () => {
   await db.close()
@@ -139,6 +144,65 @@ describe(`database port (${variant})`, () => {
     release()
     await writing
     expect((await db.read.select().from(entries).where(eq(entries.id, row.id))).length).toBe(1)
+  })
+
+  test('JSON values of every kind are stored as JSON (not as JSON text) by insert, insertMany and update, and read back identically', async () => {
+    const payloads: unknown[] = [{ a: 1, nested: { b: [1, 'x', null] } }, [{ a: 1 }, 2, 'three'], [], 'dark', '{"looks":"like json"}', 42, 1.5, true, false]
+    const row = (payload: unknown) => ({ id: Bun.randomUUIDv7(), type: 'json.kinds', source: 'db-test', payload, headers: { h: 'v' }, occurredAt: new Date() })
+    const single = payloads.map(row)
+    const many = payloads.map(row)
+    await db.transaction(async (tx) => {
+      for (const r of single) await tx.insert(outbox).values(r)
+    })
+    await db.insertMany(outbox, many)
+    const updated = row({ before: true })
+    await db.transaction(async (tx) => {
+      await tx.insert(outbox).values(updated)
+      await tx.update(outbox).set({ payload: 7 }).where(eq(outbox.id, updated.id))
+    })
+    const read = new Map((await db.read.select().from(outbox).where(eq(outbox.type, 'json.kinds'))).map((r) => [r.id, r]))
+    for (const [i, payload] of payloads.entries()) {
+      expect(read.get(single[i]!.id)?.payload).toEqual(payload)
+      expect(read.get(many[i]!.id)?.payload).toEqual(payload)
+      expect(read.get(single[i]!.id)?.headers).toEqual({ h: 'v' })
+    }
+    expect(read.get(updated.id)?.payload).toBe(7)
+    if (db.dialect === 'postgres') {
+      // PostgreSQL's own view: an object is an object, a number a number (JSON operators work on them).
+      const kinds = await db.read
+        .select({ id: outbox.id, kind: sql<string>`jsonb_typeof(${outbox.payload})`, a: sql<string | null>`${outbox.payload}->>'a'` })
+        .from(outbox)
+        .where(eq(outbox.type, 'json.kinds'))
+      const kindOf = new Map(kinds.map((k) => [k.id, k]))
+      const expected = ['object', 'array', 'array', 'string', 'string', 'number', 'number', 'boolean', 'boolean']
+      for (const [i, kind] of expected.entries()) {
+        expect(kindOf.get(single[i]!.id)?.kind).toBe(kind)
+        expect(kindOf.get(many[i]!.id)?.kind).toBe(kind)
+      }
+      expect(kindOf.get(single[0]!.id)?.a).toBe('1')
+      expect(kindOf.get(updated.id)?.kind).toBe('number')
+    }
+  })
+
+  test('a broken unique key and a deadlock are told apart by their codes (PostgreSQL: the SQLSTATE)', async () => {
+    const duplicate = entry('unique-once')
+    await db.transaction((tx) => tx.insert(entries).values(duplicate))
+    const failure = await db.transaction((tx) => tx.insert(entries).values(duplicate)).catch((e: unknown) => e)
+    expect(isUniqueViolation(failure)).toBe(true)
+    if (db.dialect !== 'postgres') return
+    expect(sqlState(failure)).toBe('23505')
+    // Two transactions locking two rows in opposite orders: PostgreSQL breaks the cycle with 40P01.
+    const [a, b] = [entry('deadlock-a'), entry('deadlock-b')]
+    await db.transaction((tx) => tx.insert(entries).values([a, b]))
+    const lockBoth = (first: string, second: string) =>
+      db.transaction(async (tx) => {
+        await tx.update(entries).set({ note: sql`${entries.note}` }).where(eq(entries.id, first))
+        await Bun.sleep(100)
+        await tx.update(entries).set({ note: sql`${entries.note}` }).where(eq(entries.id, second))
+      })
+    const outcomes = await Promise.allSettled([lockBoth(a.id, b.id), lockBoth(b.id, a.id)])
+    const states = outcomes.map((o) => (o.status === 'rejected' ? sqlState(o.reason) : 'committed')).sort()
+    expect(states).toEqual(['40P01', 'committed'])
   })
 
   test('insertMany writes every column kind as the table defines it, and reads back identically', async () => {

@@ -18,8 +18,6 @@ export interface InsertManyOptions {
 export interface BulkPlan {
   /** Statement text, with `$1::<type>[]` (PostgreSQL) or `?` (SQLite) placeholders. */
   text: string
-  /** The text around the placeholders, split once here rather than on every insert. */
-  between: string[]
   columns: Column[]
   /** Row property read for each column. */
   keys: string[]
@@ -52,7 +50,7 @@ export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: r
     `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}` +
     (options.onConflictDoNothing ? ' on conflict do nothing' : '') +
     (returningColumn ? ` returning ${quote(returningColumn.name)} as "r"` : '')
-  const plan: BulkPlan = { text, between: text.split(/\$\d+/), columns, keys, returning: returningColumn }
+  const plan: BulkPlan = { text, columns, keys, returning: returningColumn }
   cache.set(cacheKey, plan)
   return plan
 }
