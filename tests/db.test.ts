@@ -235,6 +235,43 @@ describe(`database port (${variant})`, () => {
     expect(await db.read.select().from(levels).where(eq(levels.sku, 'DUP-5'))).toEqual([])
   })
 
+  test('insertMany with onConflictDoUpdate inserts new rows, updates stored ones where its condition holds, and returns whole rows for exactly those', async () => {
+    const at = new Date(Date.UTC(2026, 10, 24, 6, 0, 0, 123))
+    await db.insertMany(levels, [
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 10, lastCountTs: 100, updatedAt: at },
+      { sku: 'UPS-2', warehouse: 'WX', onHand: 20, lastCountTs: 500, updatedAt: at },
+    ])
+    const later = new Date(at.getTime() + 1000)
+    const upsert = {
+      target: ['sku', 'warehouse'],
+      set: { onHand: sql`${levels.onHand} + excluded.on_hand`, updatedAt: sql`excluded.updated_at` },
+      where: sql`coalesce(${levels.lastCountTs}, -1) < excluded.last_count_ts`,
+    }
+    const rows = (ts: number) => [
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 3, lastCountTs: ts, updatedAt: later }, // stored, condition holds: 10 + 3
+      { sku: 'UPS-2', warehouse: 'WX', onHand: 4, lastCountTs: ts, updatedAt: later }, // stored, condition fails: left alone
+      { sku: 'UPS-3', warehouse: 'WX', onHand: 5, lastCountTs: ts, updatedAt: later }, // new: inserted as given
+    ]
+    const got = await db.transaction(() => db.insertMany(levels, rows(300), { onConflictDoUpdate: upsert, returning: '*' }))
+    expect(got.sort((a, b) => a.sku.localeCompare(b.sku))).toEqual([
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 13, reserved: 0, lastCountTs: 100, lowAlerted: false, updatedAt: later },
+      { sku: 'UPS-3', warehouse: 'WX', onHand: 5, reserved: 0, lastCountTs: 300, lowAlerted: false, updatedAt: later },
+    ])
+    const stored = await db.read.select().from(levels).where(and(eq(levels.warehouse, 'WX'), sql`${levels.sku} like 'UPS-%'`))
+    expect(Object.fromEntries(stored.map((l) => [l.sku, [l.onHand, l.updatedAt.getTime()]]))).toEqual({
+      'UPS-1': [13, later.getTime()],
+      'UPS-2': [20, at.getTime()],
+      'UPS-3': [5, later.getTime()],
+    })
+    // The same statement again, planned once: only the rows whose condition holds change.
+    expect((await db.insertMany(levels, rows(600), { onConflictDoUpdate: upsert, returning: '*' })).map((l) => [l.sku, l.onHand]).sort()).toEqual([
+      ['UPS-1', 16],
+      ['UPS-2', 24],
+      ['UPS-3', 10],
+    ])
+    await expect(db.insertMany(levels, rows(700), { onConflictDoUpdate: { ...upsert, set: { onHand: sql`${levels.onHand} + ${1}` } } })).rejects.toThrow('holds values')
+  })
+
   test('insertMany inside a transaction is part of it and rolls back with it', async () => {
     await expect(
       db.transaction(async () => {

@@ -6,9 +6,10 @@
  */
 import { SQL } from 'bun'
 import { sql } from 'drizzle-orm'
+import type { PgTable } from 'drizzle-orm/pg-core'
 import { drizzle } from 'drizzle-orm/bun-sql'
 import { migrate } from 'drizzle-orm/bun-sql/migrator'
-import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
+import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
 import type { Database, Db } from './port'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
@@ -55,7 +56,7 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
   const database: Database = {
     dialect: 'postgres',
     read: db,
-    insertMany(table, rows, options = {}) {
+    insertMany(table: PgTable, rows: Record<string, unknown>[], options: InsertManyOptions = {}): Promise<never[]> {
       if (rows.length === 0) return Promise.resolve([])
       return database.transaction(async (tx) => {
         const plan = planInsert('postgres', table, rows, options, plans)
