@@ -125,6 +125,22 @@ for (const kind of brokers) {
       expect(await eventually(async () => (await readings(d.device.id)).find((r) => r.seq === 1)?.status)).toBe('stale')
     })
 
+    test('readings that keep arriving a millisecond or so apart are stored together, in one transaction or two', async () => {
+      // The embedded broker acknowledges after commit, so the acknowledgements say when all are stored.
+      if (kind !== 'embedded') return
+      const devices = await Promise.all(Array.from({ length: 12 }, () => setup()))
+      const transactions = async () => Number((await (await fetch(`${server.url}/metrics`)).text()).match(/^inventory_ingest_batch_size_count(?:\{[^}]*\})? (\d+)/m)?.[1] ?? 0)
+      const before = await transactions()
+      const sent: Promise<unknown>[] = []
+      for (const d of devices) {
+        sent.push(d.send(reading(1, d.sku, 'delta', 1)))
+        await Bun.sleep(1)
+      }
+      await Promise.all(sent)
+      expect((await transactions()) - before).toBeLessThanOrEqual(2)
+      for (const d of devices) expect((await stock(d.sku, d.warehouse)).onHand).toBe(1)
+    })
+
     test('an array payload is a batch of readings', async () => {
       const d = await setup()
       await d.send(Array.from({ length: 50 }, (_, i) => reading(i + 1, d.sku, 'delta', 2)))
