@@ -272,6 +272,29 @@ describe(`database port (${variant})`, () => {
     await expect(db.insertMany(levels, rows(700), { onConflictDoUpdate: { ...upsert, set: { onHand: sql`${levels.onHand} + ${1}` } } })).rejects.toThrow('holds values')
   })
 
+  test('statements in flight together on one connection each get their own rows (Bun.SQL pipelining, bun#32772, bun#33627)', async () => {
+    const one = openDatabase(store.env.DATABASE_URL, { poolSize: 1 })
+    try {
+      await one.insertMany(levels, [{ sku: 'PIPE-A', warehouse: 'WP', onHand: 1, updatedAt: new Date() }, { sku: 'PIPE-B', warehouse: 'WP', onHand: 2, updatedAt: new Date() }])
+      const onHand = one.prepare('test.pipe', (q, p: Params<{ sku: string }>) => q.select({ onHand: levels.onHand }).from(levels).where(eq(levels.sku, p('sku'))))
+      for (let i = 0; i < 30; i++) {
+        const [a, fresh, b, other] = await Promise.all([
+          onHand(one.read as never, { sku: 'PIPE-A' }),
+          // A statement text not seen before (prepared on the way) between two that are.
+          one.read.select({ sku: levels.sku, n: sql<number>`${levels.onHand} + ${i}`.as(`n${i}`) }).from(levels).where(eq(levels.sku, 'PIPE-B')),
+          onHand(one.read as never, { sku: 'PIPE-B' }),
+          one.transaction((tx) => tx.select({ sku: levels.sku }).from(levels).where(and(eq(levels.warehouse, 'WP'), eq(levels.sku, 'PIPE-A')))),
+        ])
+        expect(a).toEqual([{ onHand: 1 }])
+        expect(fresh).toEqual([{ sku: 'PIPE-B', n: 2 + i }])
+        expect(b).toEqual([{ onHand: 2 }])
+        expect(other).toEqual([{ sku: 'PIPE-A' }])
+      }
+    } finally {
+      await one.close()
+    }
+  })
+
   test('insertMany inside a transaction is part of it and rolls back with it', async () => {
     await expect(
       db.transaction(async () => {
