@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { and, eq, lt, sql } from 'drizzle-orm'
 import { type Database, materialize, openDatabase, type Params } from '../kernel/db'
+import { isUniqueViolation, sqlState } from '../kernel/db/errors'
+import { schema as kernelSchema } from '../kernel/events/schema'
 import { schema as inventorySchema } from '../plugins/inventory/schema'
 import { schema as ledgerSchema } from './fixtures/plugins/ledger/schema'
 import { ROOT, client, isolatedStore, startServer, type TestServer, variant } from './harness'
@@ -17,6 +19,8 @@ const dialect = store.env.DATABASE_URL.startsWith('sqlite') ? 'sqlite' : 'postgr
 const { entries } = materialize(ledgerSchema, dialect)
 // A real plugin's tables, for every column kind: text, integer, bigint, boolean, timestamp, NULL.
 const { levels } = materialize(inventorySchema, dialect)
+// A JSON column: the outbox's payload.
+const { outbox } = materialize(kernelSchema, dialect)
 const entry = (note: string) => ({ id: Bun.randomUUIDv7(), note, at: new Date() })
 const notes = async () => (await db.read.select().from(entries)).map((e) => e.note).sort()
 
@@ -24,6 +28,7 @@ beforeAll(async () => {
   db = openDatabase(store.env.DATABASE_URL)
   await db.migrate(join(ROOT, 'tests/fixtures/plugins/ledger/migrations', db.dialect), '__migrations_ledger')
   await db.migrate(join(ROOT, 'plugins/inventory/migrations', db.dialect), '__migrations_inventory')
+  await db.migrate(join(ROOT, 'kernel/migrations', db.dialect), '__migrations_kernel')
 })
 afterAll(async () => {
   await db.close()
@@ -141,6 +146,65 @@ describe(`database port (${variant})`, () => {
     expect((await db.read.select().from(entries).where(eq(entries.id, row.id))).length).toBe(1)
   })
 
+  test('JSON values of every kind are stored as JSON (not as JSON text) by insert, insertMany and update, and read back identically', async () => {
+    const payloads: unknown[] = [{ a: 1, nested: { b: [1, 'x', null] } }, [{ a: 1 }, 2, 'three'], [], 'dark', '{"looks":"like json"}', 42, 1.5, true, false]
+    const row = (payload: unknown) => ({ id: Bun.randomUUIDv7(), type: 'json.kinds', source: 'db-test', payload, headers: { h: 'v' }, occurredAt: new Date() })
+    const single = payloads.map(row)
+    const many = payloads.map(row)
+    await db.transaction(async (tx) => {
+      for (const r of single) await tx.insert(outbox).values(r)
+    })
+    await db.insertMany(outbox, many)
+    const updated = row({ before: true })
+    await db.transaction(async (tx) => {
+      await tx.insert(outbox).values(updated)
+      await tx.update(outbox).set({ payload: 7 }).where(eq(outbox.id, updated.id))
+    })
+    const read = new Map((await db.read.select().from(outbox).where(eq(outbox.type, 'json.kinds'))).map((r) => [r.id, r]))
+    for (const [i, payload] of payloads.entries()) {
+      expect(read.get(single[i]!.id)?.payload).toEqual(payload)
+      expect(read.get(many[i]!.id)?.payload).toEqual(payload)
+      expect(read.get(single[i]!.id)?.headers).toEqual({ h: 'v' })
+    }
+    expect(read.get(updated.id)?.payload).toBe(7)
+    if (db.dialect === 'postgres') {
+      // PostgreSQL's own view: an object is an object, a number a number (JSON operators work on them).
+      const kinds = await db.read
+        .select({ id: outbox.id, kind: sql<string>`jsonb_typeof(${outbox.payload})`, a: sql<string | null>`${outbox.payload}->>'a'` })
+        .from(outbox)
+        .where(eq(outbox.type, 'json.kinds'))
+      const kindOf = new Map(kinds.map((k) => [k.id, k]))
+      const expected = ['object', 'array', 'array', 'string', 'string', 'number', 'number', 'boolean', 'boolean']
+      for (const [i, kind] of expected.entries()) {
+        expect(kindOf.get(single[i]!.id)?.kind).toBe(kind)
+        expect(kindOf.get(many[i]!.id)?.kind).toBe(kind)
+      }
+      expect(kindOf.get(single[0]!.id)?.a).toBe('1')
+      expect(kindOf.get(updated.id)?.kind).toBe('number')
+    }
+  })
+
+  test('a broken unique key and a deadlock are told apart by their codes (PostgreSQL: the SQLSTATE)', async () => {
+    const duplicate = entry('unique-once')
+    await db.transaction((tx) => tx.insert(entries).values(duplicate))
+    const failure = await db.transaction((tx) => tx.insert(entries).values(duplicate)).catch((e: unknown) => e)
+    expect(isUniqueViolation(failure)).toBe(true)
+    if (db.dialect !== 'postgres') return
+    expect(sqlState(failure)).toBe('23505')
+    // Two transactions locking two rows in opposite orders: PostgreSQL breaks the cycle with 40P01.
+    const [a, b] = [entry('deadlock-a'), entry('deadlock-b')]
+    await db.transaction((tx) => tx.insert(entries).values([a, b]))
+    const lockBoth = (first: string, second: string) =>
+      db.transaction(async (tx) => {
+        await tx.update(entries).set({ note: sql`${entries.note}` }).where(eq(entries.id, first))
+        await Bun.sleep(100)
+        await tx.update(entries).set({ note: sql`${entries.note}` }).where(eq(entries.id, second))
+      })
+    const outcomes = await Promise.allSettled([lockBoth(a.id, b.id), lockBoth(b.id, a.id)])
+    const states = outcomes.map((o) => (o.status === 'rejected' ? sqlState(o.reason) : 'committed')).sort()
+    expect(states).toEqual(['40P01', 'committed'])
+  })
+
   test('insertMany writes every column kind as the table defines it, and reads back identically', async () => {
     const at = new Date(Date.UTC(2026, 10, 23, 12, 0, 0, 123))
     const rows = Array.from({ length: 1200 }, (_, i) => ({
@@ -169,6 +233,66 @@ describe(`database port (${variant})`, () => {
     expect(three).toMatchObject({ onHand: 1, reserved: 0, lowAlerted: false, lastCountTs: null })
     await expect(db.insertMany(levels, [row('DUP-5'), row('DUP-1')])).rejects.toThrow()
     expect(await db.read.select().from(levels).where(eq(levels.sku, 'DUP-5'))).toEqual([])
+  })
+
+  test('insertMany with onConflictDoUpdate inserts new rows, updates stored ones where its condition holds, and returns whole rows for exactly those', async () => {
+    const at = new Date(Date.UTC(2026, 10, 24, 6, 0, 0, 123))
+    await db.insertMany(levels, [
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 10, lastCountTs: 100, updatedAt: at },
+      { sku: 'UPS-2', warehouse: 'WX', onHand: 20, lastCountTs: 500, updatedAt: at },
+    ])
+    const later = new Date(at.getTime() + 1000)
+    const upsert = {
+      target: ['sku', 'warehouse'],
+      set: { onHand: sql`${levels.onHand} + excluded.on_hand`, updatedAt: sql`excluded.updated_at` },
+      where: sql`coalesce(${levels.lastCountTs}, -1) < excluded.last_count_ts`,
+    }
+    const rows = (ts: number) => [
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 3, lastCountTs: ts, updatedAt: later }, // stored, condition holds: 10 + 3
+      { sku: 'UPS-2', warehouse: 'WX', onHand: 4, lastCountTs: ts, updatedAt: later }, // stored, condition fails: left alone
+      { sku: 'UPS-3', warehouse: 'WX', onHand: 5, lastCountTs: ts, updatedAt: later }, // new: inserted as given
+    ]
+    const got = await db.transaction(() => db.insertMany(levels, rows(300), { onConflictDoUpdate: upsert, returning: '*' }))
+    expect(got.sort((a, b) => a.sku.localeCompare(b.sku))).toEqual([
+      { sku: 'UPS-1', warehouse: 'WX', onHand: 13, reserved: 0, lastCountTs: 100, lowAlerted: false, updatedAt: later },
+      { sku: 'UPS-3', warehouse: 'WX', onHand: 5, reserved: 0, lastCountTs: 300, lowAlerted: false, updatedAt: later },
+    ])
+    const stored = await db.read.select().from(levels).where(and(eq(levels.warehouse, 'WX'), sql`${levels.sku} like 'UPS-%'`))
+    expect(Object.fromEntries(stored.map((l) => [l.sku, [l.onHand, l.updatedAt.getTime()]]))).toEqual({
+      'UPS-1': [13, later.getTime()],
+      'UPS-2': [20, at.getTime()],
+      'UPS-3': [5, later.getTime()],
+    })
+    // The same statement again, planned once: only the rows whose condition holds change.
+    expect((await db.insertMany(levels, rows(600), { onConflictDoUpdate: upsert, returning: '*' })).map((l) => [l.sku, l.onHand]).sort()).toEqual([
+      ['UPS-1', 16],
+      ['UPS-2', 24],
+      ['UPS-3', 10],
+    ])
+    await expect(db.insertMany(levels, rows(700), { onConflictDoUpdate: { ...upsert, set: { onHand: sql`${levels.onHand} + ${1}` } } })).rejects.toThrow('holds values')
+  })
+
+  test('statements in flight together on one connection each get their own rows (Bun.SQL pipelining, bun#32772, bun#33627)', async () => {
+    const one = openDatabase(store.env.DATABASE_URL, { poolSize: 1 })
+    try {
+      await one.insertMany(levels, [{ sku: 'PIPE-A', warehouse: 'WP', onHand: 1, updatedAt: new Date() }, { sku: 'PIPE-B', warehouse: 'WP', onHand: 2, updatedAt: new Date() }])
+      const onHand = one.prepare('test.pipe', (q, p: Params<{ sku: string }>) => q.select({ onHand: levels.onHand }).from(levels).where(eq(levels.sku, p('sku'))))
+      for (let i = 0; i < 30; i++) {
+        const [a, fresh, b, other] = await Promise.all([
+          onHand(one.read as never, { sku: 'PIPE-A' }),
+          // A statement text not seen before (prepared on the way) between two that are.
+          one.read.select({ sku: levels.sku, n: sql<number>`${levels.onHand} + ${i}`.as(`n${i}`) }).from(levels).where(eq(levels.sku, 'PIPE-B')),
+          onHand(one.read as never, { sku: 'PIPE-B' }),
+          one.transaction((tx) => tx.select({ sku: levels.sku }).from(levels).where(and(eq(levels.warehouse, 'WP'), eq(levels.sku, 'PIPE-A')))),
+        ])
+        expect(a).toEqual([{ onHand: 1 }])
+        expect(fresh).toEqual([{ sku: 'PIPE-B', n: 2 + i }])
+        expect(b).toEqual([{ onHand: 2 }])
+        expect(other).toEqual([{ sku: 'PIPE-A' }])
+      }
+    } finally {
+      await one.close()
+    }
   })
 
   test('insertMany inside a transaction is part of it and rolls back with it', async () => {

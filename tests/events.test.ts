@@ -127,6 +127,28 @@ for (const bus of busAdapters) {
       expect(new Set(seen).size).toBe(seen.length)
     })
 
+    test("one consumer's events are handled one transaction at a time: what arrives meanwhile waits and goes together", async () => {
+      await api().post('/api/v1/ledger/handler-delay', { ms: 40 })
+      await api().post('/api/v1/ledger/handler-concurrency', {})
+      try {
+        // Separate commits a little apart: the relay hands them over while earlier ones are being handled.
+        const ids: string[] = []
+        for (let i = 0; i < 8; i++) {
+          ids.push((await api().post('/api/v1/ledger/entries', { note: `one-at-a-time-${i}` })).body.id)
+          await Bun.sleep(15)
+        }
+        const all = await eventually(async () => {
+          const done = new Set((await effects()).map((e) => e.entryId))
+          return ids.every((id) => done.has(id))
+        }, 20_000)
+        expect(all).toBe(true)
+        expect((await api().post('/api/v1/ledger/handler-concurrency', {})).body.mostAtOnce).toBe(1)
+        for (const id of ids) expect(await effectsOf(id)).toHaveLength(1)
+      } finally {
+        await api().post('/api/v1/ledger/handler-delay', { ms: 0 })
+      }
+    })
+
     test('a duplicate delivery of a handled event has no second effect', async () => {
       const { body } = await api().post('/api/v1/ledger/entries', { note: 'duplicated' })
       const [first] = await eventually(async () => {

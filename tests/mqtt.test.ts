@@ -125,6 +125,40 @@ for (const kind of brokers) {
       expect(await eventually(async () => (await readings(d.device.id)).find((r) => r.seq === 1)?.status)).toBe('stale')
     })
 
+    test('readings that keep arriving a millisecond or so apart are stored together, in one transaction or two', async () => {
+      // The embedded broker acknowledges after commit, so the acknowledgements say when all are stored.
+      if (kind !== 'embedded') return
+      const devices = await Promise.all(Array.from({ length: 12 }, () => setup()))
+      const transactions = async () => Number((await (await fetch(`${server.url}/metrics`)).text()).match(/^inventory_ingest_batch_size_count(?:\{[^}]*\})? (\d+)/m)?.[1] ?? 0)
+      const before = await transactions()
+      const sent: Promise<unknown>[] = []
+      for (const d of devices) {
+        sent.push(d.send(reading(1, d.sku, 'delta', 1)))
+        await Bun.sleep(1)
+      }
+      await Promise.all(sent)
+      expect((await transactions()) - before).toBeLessThanOrEqual(2)
+      for (const d of devices) expect((await stock(d.sku, d.warehouse)).onHand).toBe(1)
+    })
+
+    test('a burst of more readings than one batch holds is stored completely and exactly once (PostgreSQL writes two batches at a time then)', async () => {
+      if (kind !== 'embedded') return
+      const devices = await Promise.all(Array.from({ length: 20 }, () => setup()))
+      const metrics = async () => (await (await fetch(`${server.url}/metrics`)).text()).split('\n')
+      const count = (lines: string[], prefix: string) => Number(lines.find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0)
+      const before = await metrics()
+      await Promise.all(devices.flatMap((d) => Array.from({ length: 100 }, (_, i) => d.send(reading(i + 1, d.sku, 'delta', (i % 3) + 1)))))
+      const after = await metrics()
+      // The queue went past a full batch (MAX_BATCH, 1,000 messages), so at least one batch was a full one.
+      const full = (lines: string[]) => count(lines, 'inventory_ingest_batch_size_count') - count(lines, 'inventory_ingest_batch_size_bucket{le="500"}')
+      expect(full(after) - full(before)).toBeGreaterThan(0)
+      const expected = Array.from({ length: 100 }, (_, i) => (i % 3) + 1).reduce((a, b) => a + b, 0)
+      for (const d of devices) {
+        expect((await stock(d.sku, d.warehouse)).onHand).toBe(expected)
+        expect(await movements(d.sku, d.warehouse)).toHaveLength(100)
+      }
+    }, 60_000)
+
     test('an array payload is a batch of readings', async () => {
       const d = await setup()
       await d.send(Array.from({ length: 50 }, (_, i) => reading(i + 1, d.sku, 'delta', 2)))

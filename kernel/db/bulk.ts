@@ -6,25 +6,33 @@
  * the same short statement for any number of rows), SQLite runs one compiled single-row statement
  * per row (cheap there: no round trips).
  */
-import { type Column, getTableColumns, getTableName, type Table } from 'drizzle-orm'
+import { type Column, getTableColumns, getTableName, type SQL, type Table } from 'drizzle-orm'
+import { PgDialect } from 'drizzle-orm/pg-core'
+import { SQLiteSyncDialect } from 'drizzle-orm/sqlite-core'
 
 export interface InsertManyOptions {
   /** Skip rows that break a unique key instead of failing. */
   onConflictDoNothing?: boolean
-  /** A property of the table: the call returns its value for each row actually inserted. */
+  /**
+   * Where a row breaks the unique key of `target` (its properties), update the stored row instead:
+   * `set` gives properties an expression over the stored row (its columns) and the proposed one
+   * (`excluded.<column name>`), `where` a condition for the update (a row it refuses is left alone
+   * and not returned). Expressions without values, so that the statement is planned once.
+   */
+  onConflictDoUpdate?: { target: string[]; set: Record<string, SQL>; where?: SQL }
+  /** A property of the table: the call returns its value for each row actually written; `*`: the whole rows. */
   returning?: string
 }
 
 export interface BulkPlan {
   /** Statement text, with `$1::<type>[]` (PostgreSQL) or `?` (SQLite) placeholders. */
   text: string
-  /** The text around the placeholders, split once here rather than on every insert. */
-  between: string[]
   columns: Column[]
   /** Row property read for each column. */
   keys: string[]
-  /** The column named by `returning`, to read its values back. */
-  returning?: Column
+  /** The columns read back (`as` their property), and whether whole rows are (`returning: '*'`). */
+  returning?: [string, Column][]
+  whole?: boolean
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
@@ -33,26 +41,46 @@ const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
  * The columns are those any row gives a value for (the others take their defaults); a column given
  * in some rows only is NULL where a row leaves it out.
  */
+const dialects = { postgres: new PgDialect(), sqlite: new SQLiteSyncDialect() }
+
+/** An upsert's expression as statement text; it may name columns but hold no values. */
+function render(dialect: 'postgres' | 'sqlite', expression: SQL): string {
+  const { sql, params } = dialects[dialect].sqlToQuery(expression)
+  if (params.length) throw new Error(`insertMany: an onConflictDoUpdate expression holds values (${sql})`)
+  return sql
+}
+
 export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: readonly Record<string, unknown>[], options: InsertManyOptions, cache: Map<string, BulkPlan>): BulkPlan {
   const present = new Set<string>()
   for (const row of rows) for (const key in row) if (row[key] !== undefined) present.add(key)
   const all = getTableColumns(table)
+  const column = (key: string) => {
+    if (!all[key]) throw new Error(`insertMany: ${getTableName(table)} has no column ${key}`)
+    return all[key]
+  }
   const keys = Object.keys(all).filter((k) => present.has(k))
-  const cacheKey = `${getTableName(table)}|${keys.join(',')}|${options.onConflictDoNothing ? 1 : 0}|${options.returning ?? ''}`
+  const upsert = options.onConflictDoUpdate
+  const onConflict = upsert
+    ? ` on conflict (${upsert.target.map((k) => quote(column(k).name)).join(', ')}) do update set ` +
+      Object.entries(upsert.set).map(([k, expression]) => `${quote(column(k).name)} = ${render(dialect, expression)}`).join(', ') +
+      (upsert.where ? ` where ${render(dialect, upsert.where)}` : '')
+    : options.onConflictDoNothing
+      ? ' on conflict do nothing'
+      : ''
+  const cacheKey = `${getTableName(table)}|${keys.join(',')}|${onConflict}|${options.returning ?? ''}`
   const cached = cache.get(cacheKey)
   if (cached) return cached
-  const columns = keys.map((k) => all[k]!)
-  const returningColumn = options.returning === undefined ? undefined : all[options.returning]
-  if (options.returning !== undefined && !returningColumn) throw new Error(`insertMany: ${getTableName(table)} has no column ${options.returning}`)
+  const columns = keys.map(column)
+  const whole = options.returning === '*'
+  const returning = options.returning === undefined ? undefined : whole ? Object.entries(all) : [[options.returning, column(options.returning)] as [string, Column]]
   const values =
     dialect === 'postgres'
       ? `select * from unnest(${columns.map((c, i) => `$${i + 1}::${c.getSQLType()}[]`).join(', ')})`
       : `values (${columns.map(() => '?').join(', ')})`
   const text =
-    `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}` +
-    (options.onConflictDoNothing ? ' on conflict do nothing' : '') +
-    (returningColumn ? ` returning ${quote(returningColumn.name)} as "r"` : '')
-  const plan: BulkPlan = { text, between: text.split(/\$\d+/), columns, keys, returning: returningColumn }
+    `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}${onConflict}` +
+    (returning ? ` returning ${returning.map(([k, c]) => `${quote(c.name)} as ${quote(k)}`).join(', ')}` : '')
+  const plan: BulkPlan = { text, columns, keys, returning, whole }
   cache.set(cacheKey, plan)
   return plan
 }
@@ -62,8 +90,13 @@ export function driverValue(column: Column, value: unknown): unknown {
   return value === undefined || value === null ? null : column.mapToDriverValue(value)
 }
 
-/** The returned values, read back as the table defines them. */
-export function returned(plan: BulkPlan, rows: readonly { r: unknown }[]): unknown[] {
-  const column = plan.returning
-  return column ? rows.map((row) => (row.r === null ? null : column.mapFromDriverValue(row.r))) : []
+/** The returned values (or rows), read back as the table defines them. */
+export function returned(plan: BulkPlan, rows: readonly Record<string, unknown>[]): unknown[] {
+  if (!plan.returning) return []
+  const read = (row: Record<string, unknown>, [key, column]: [string, Column]) => (row[key] === null ? null : column.mapFromDriverValue(row[key]))
+  if (!plan.whole) {
+    const only = plan.returning[0]!
+    return rows.map((row) => read(row, only))
+  }
+  return rows.map((row) => Object.fromEntries(plan.returning!.map((entry) => [entry[0], read(row, entry)])))
 }

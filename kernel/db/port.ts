@@ -20,8 +20,10 @@ export interface Database {
   /**
    * Inserts many rows of one table with a statement planned once (see bulk.ts): for hot paths.
    * Joins the surrounding transaction (or runs in its own). With `returning`, gives that
-   * property of each row actually inserted (rows skipped by `onConflictDoNothing` give nothing).
+   * property (`*`: the whole row) of each row actually written (rows skipped by
+   * `onConflictDoNothing`, or refused by `onConflictDoUpdate`'s `where`, give nothing).
    */
+  insertMany<T extends PgTable>(table: T, rows: T['$inferInsert'][], options: Omit<InsertManyOptions, 'returning'> & { returning: '*' }): Promise<T['$inferSelect'][]>
   insertMany<T extends PgTable, K extends keyof T['$inferSelect'] & string = never>(
     table: T,
     rows: T['$inferInsert'][],

@@ -1,19 +1,22 @@
 /**
- * PostgreSQL adapter (postgres.js). `?schema=<name>` in DATABASE_URL confines the deployment to
- * one schema (created if missing); tests use it to run side by side in one database.
+ * PostgreSQL adapter (Bun's own client, `Bun.SQL`, through drizzle's bun-sql driver: its socket
+ * writes cost the server about a fifth less CPU per ingested reading than postgres.js on node:net,
+ * BENCHMARKS.md). `?schema=<name>` in DATABASE_URL confines the deployment to one schema (created
+ * if missing); tests use it to run side by side in one database.
  */
-import postgres from 'postgres'
+import { SQL } from 'bun'
 import { sql } from 'drizzle-orm'
-import { drizzle } from 'drizzle-orm/postgres-js'
-import { migrate } from 'drizzle-orm/postgres-js/migrator'
-import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
+import type { PgTable } from 'drizzle-orm/pg-core'
+import { drizzle } from 'drizzle-orm/bun-sql'
+import { migrate } from 'drizzle-orm/bun-sql/migrator'
+import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
 import type { Database, Db } from './port'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
 /**
- * A PostgreSQL array literal, sent as text and cast by the statement (`$1::integer[]`): postgres.js
- * would type some arrays from their first element (boolean, not boolean[]).
+ * A PostgreSQL array literal, sent as text and cast by the statement (`$1::integer[]`), so that
+ * every column's array takes the same path whatever its element type.
  */
 function arrayLiteral(values: unknown[]): string {
   const items = values.map((v) => {
@@ -24,17 +27,24 @@ function arrayLiteral(values: unknown[]): string {
   return `{${items.join(',')}}`
 }
 
+/** The Bun.SQL connection a drizzle database or transaction runs its statements on (drizzle's bun-sql session). */
+function connectionOf(on: unknown): SQL {
+  const client = (on as { session?: { client?: SQL } }).session?.client
+  if (!client) throw new Error('not a drizzle bun-sql database or transaction')
+  return client
+}
+
 export function openPostgres(url: string, options: { max?: number } = {}): Database {
   const parsed = new URL(url)
   const schema = parsed.searchParams.get('schema') ?? 'public'
   parsed.searchParams.delete('schema')
   if (!/^[a-z_][a-z0-9_]*$/i.test(schema)) throw new Error(`DATABASE_URL schema must be an identifier (got ${schema})`)
 
-  const client = postgres(parsed.toString(), {
+  const client = new SQL(parsed.toString(), {
     max: options.max ?? 10,
-    onnotice: () => {},
-    connection: { search_path: schema },
-    connect_timeout: 5,
+    // PGAPPNAME names the connections as libpq and postgres.js do (pg_stat_activity, the ingest benchmark).
+    connection: { search_path: schema, ...(process.env.PGAPPNAME ? { application_name: process.env.PGAPPNAME } : {}) },
+    connectionTimeout: 5,
   })
   const db = drizzle({ client }) as unknown as Db
   const scope = new TransactionScope()
@@ -46,25 +56,30 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
   const database: Database = {
     dialect: 'postgres',
     read: db,
-    insertMany(table, rows, options = {}) {
+    insertMany(table: PgTable, rows: Record<string, unknown>[], options: InsertManyOptions = {}): Promise<never[]> {
       if (rows.length === 0) return Promise.resolve([])
       return database.transaction(async (tx) => {
         const plan = planInsert('postgres', table, rows, options, plans)
         // One array per column; the statement text (and so its plan) is the same for any number of rows.
-        const columns = plan.columns.map((c, i) => arrayLiteral((rows as Record<string, unknown>[]).map((row) => driverValue(c, row[plan.keys[i]!]))))
-        const statement = sql.join(
-          plan.between.flatMap((part, i) => (i === 0 ? [sql.raw(part)] : [sql.param(columns[i - 1]), sql.raw(part)])),
+        const columns = plan.columns.map((c, i) =>
+          arrayLiteral(
+            (rows as Record<string, unknown>[]).map((row) => {
+              const value = row[plan.keys[i]!]
+              // A JSON value is written as its text in the array (see jsonColumn in schema.ts for single values).
+              return c.getSQLType() === 'jsonb' && value !== null && value !== undefined ? JSON.stringify(value) : driverValue(c, value)
+            }),
+          ),
         )
-        const result = (await tx.execute(statement)) as unknown as { r: unknown }[]
-        return returned(plan, result) as never
+        return returned(plan, await connectionOf(tx).unsafe(plan.text, columns)) as never
       })
     },
     prepare(name, build) {
-      let onPool: ReturnType<ReturnType<typeof build>['prepare']> | undefined
+      let built: ReturnType<ReturnType<typeof build>['prepare']> | undefined
       return (on, values) => {
-        if (on === db) return (onPool ??= build(db, params).prepare(name)).execute(values)
-        // A transaction has a connection of its own, so its statements are made on it (built each time).
-        return build(on as Db, params).prepare(name).execute(values)
+        built ??= build(db, params).prepare(name)
+        if (on === db) return built.execute(values)
+        // Built once: a transaction runs the same statement on its own connection (drizzle's prepared query runs `this.client`).
+        return (Object.create(built, { client: { value: connectionOf(on) } }) as typeof built).execute(values)
       }
     },
     async transaction(fn) {
@@ -93,7 +108,7 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
       await db.execute(sql`select 1`)
     },
     async close() {
-      await client.end({ timeout: 5 })
+      await client.close({ timeout: 5 })
     },
   }
   return database

@@ -4,11 +4,25 @@
  * Tables are typed as PostgreSQL tables, and queries keep to the subset both dialects share
  * (select/where, insert … returning, update with `sql` expressions, onConflictDo*, delete).
  */
+import type { SQL } from 'bun'
 import type { BuildColumns } from 'drizzle-orm'
 import * as pg from 'drizzle-orm/pg-core'
 import * as lite from 'drizzle-orm/sqlite-core'
 
 export type Dialect = 'sqlite' | 'postgres'
+
+/**
+ * jsonb on PostgreSQL. Bun.SQL writes a value bound to a jsonb parameter as JSON itself, so the
+ * value goes to it as it is (drizzle's own jsonb would send JSON text, stored as a JSON string);
+ * numbers and booleans, which Bun would bind as SQL numbers, go wrapped by `sql.json`, which
+ * needs no connection (Bun.SQL as a global: drizzle-kit loads this file under Node). Read back, Bun has parsed it already.
+ */
+let jsonHelper: SQL | undefined
+const jsonColumn = pg.customType<{ data: unknown; driverData: unknown }>({
+  dataType: () => 'jsonb',
+  toDriver: (value) => (typeof value === 'object' || typeof value === 'string' ? value : (jsonHelper ??= new Bun.SQL('postgres://localhost')).json(value)),
+  fromDriver: (value) => value,
+})
 
 const pgColumns = {
   /** Text primary key; ids are UUIDv7 so they sort by creation time. */
@@ -20,7 +34,7 @@ const pgColumns = {
   boolean: (name: string) => pg.boolean(name),
   /** Millisecond-precision instant, read as a Date. */
   timestamp: (name: string) => pg.timestamp(name, { mode: 'date', withTimezone: true, precision: 3 }),
-  json: <T>(name: string) => pg.jsonb(name).$type<T>(),
+  json: <T>(name: string) => jsonColumn(name).$type<T>(),
   index: (name: string) => pg.index(name),
   uniqueIndex: (name: string) => pg.uniqueIndex(name),
   primaryKey: pg.primaryKey,

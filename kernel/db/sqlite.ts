@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { migrate } from 'drizzle-orm/bun-sqlite/migrator'
-import { type BulkPlan, driverValue, planInsert, returned } from './bulk'
+import type { PgTable } from 'drizzle-orm/pg-core'
+import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
 import type { Database, Db, Reader } from './port'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
@@ -254,18 +255,18 @@ export function openSqlite(url: string): Database {
   const database: Database = {
     dialect: 'sqlite',
     read: readDb,
-    insertMany(table, rows, options = {}) {
+    insertMany(table: PgTable, rows: Record<string, unknown>[], options: InsertManyOptions = {}): Promise<never[]> {
       if (rows.length === 0) return Promise.resolve([])
       // Inside the transaction the writer connection is ours alone (the queue), so plain statements on it belong to it.
       return database.transaction(async () => {
         const plan = planInsert('sqlite', table, rows, options, plans)
         const statement = writer.query(plan.text)
-        const out: { r: unknown }[] = []
+        const out: Record<string, unknown>[] = []
         for (const row of rows as Record<string, unknown>[]) {
           const values = plan.columns.map((c, i) => driverValue(c, row[plan.keys[i]!])) as never[]
           if (!plan.returning) statement.run(...values)
           else {
-            const got = statement.get(...values) as { r: unknown } | null
+            const got = statement.get(...values) as Record<string, unknown> | null
             if (got) out.push(got)
           }
         }

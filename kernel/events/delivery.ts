@@ -52,8 +52,17 @@ type Waiting = { event: EventEnvelope; settle: (outcome: Promise<boolean>) => vo
 export class Delivery {
   private readonly t
   private readonly handlers = new Map<string, BatchHandler>()
-  /** Events of one consumer that arrived together (in one tick), to be handled in one transaction. */
+  /**
+   * Events of one consumer that arrived together, to be handled in one transaction: those of one
+   * tick, or all that arrived while the consumer's previous transaction ran.
+   */
   private readonly gathered = new Map<string, Waiting[]>()
+  /**
+   * Consumers with a transaction in flight. One at a time per consumer: transactions of one consumer
+   * touch the same rows (the catalog locks the same SKUs), so a second one would only wait for the
+   * first while holding a pooled connection; measured on PostgreSQL ingestion, 6–7 of 10 did.
+   */
+  private readonly busy = new Set<string>()
 
   constructor(
     private readonly db: Database,
@@ -108,18 +117,33 @@ export class Delivery {
     let waiting = this.gathered.get(consumer)
     if (!waiting) {
       this.gathered.set(consumer, (waiting = []))
-      queueMicrotask(() => this.handleGathered(consumer, handler))
+      if (!this.busy.has(consumer)) queueMicrotask(() => this.flush(consumer, handler))
     }
     return new Promise<boolean>((resolve) => waiting.push({ event, settle: resolve }))
   }
 
-  private async handleGathered(consumer: string, handler: BatchHandler) {
-    const waiting = this.gathered.get(consumer)!
+  /** Handles what the consumer has gathered; when that is over, what gathered meanwhile. */
+  private flush(consumer: string, handler: BatchHandler) {
+    const waiting = this.gathered.get(consumer)
+    if (!waiting) return
     this.gathered.delete(consumer)
-    if (waiting.length === 1) return waiting[0].settle(this.handleAlone(consumer, handler, waiting[0].event))
+    this.busy.add(consumer)
+    void this.handleGathered(consumer, handler, waiting).finally(() => {
+      this.busy.delete(consumer)
+      this.flush(consumer, handler)
+    })
+  }
+
+  /** Settles every waiting event; resolves once none of them is being handled any more. */
+  private async handleGathered(consumer: string, handler: BatchHandler, waiting: Waiting[]) {
+    if (waiting.length === 1) {
+      const alone = this.handleAlone(consumer, handler, waiting[0]!.event)
+      waiting[0]!.settle(alone)
+      return void (await alone.catch(() => {}))
+    }
     try {
       const fresh = await this.db.transaction((tx) => this.claimAndHandle(consumer, handler, waiting.map((w) => w.event), tx))
-      waiting.forEach((w, i) => w.settle(Promise.resolve(fresh[i])))
+      waiting.forEach((w, i) => w.settle(Promise.resolve(fresh[i]!)))
     } catch {
       // One after another, so that a failed batch of hundreds does not take every pooled connection at once.
       let previous: Promise<unknown> = Promise.resolve()
@@ -128,6 +152,7 @@ export class Delivery {
         previous = alone.catch(() => {})
         w.settle(alone)
       }
+      await previous
     }
   }
 

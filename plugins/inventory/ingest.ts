@@ -19,14 +19,28 @@ import type { InventorySchema } from './schema'
 
 const MAX_BATCH = 1000
 /**
- * Batches written at the same time: one on both dialects. SQLite has a single writer. Two on
- * PostgreSQL were measured on 2026-11-24 (BENCHMARKS.md, MQTT ingestion): no gain at saturation,
- * and below it the small batches they make (more stock.changed events per reading, one more pool
- * connection held) stalled acknowledgements for seconds while the event consumers held the rest of
- * the pool. Locks are taken in key order and a deadlocked batch is retried either way, as replicas
- * of the plugin write concurrently.
+ * A short queue waits for more messages while they keep coming: it is looked at again every
+ * GATHER_STEP_MS, and goes when nothing arrived since the last look, when it holds GATHER_BATCH,
+ * or when its first message is GATHER_MS old. Every batch carries fixed costs (its transaction, one
+ * stock.changed per level it touched, each relayed and projected by the catalog): below saturation
+ * the queue held a few dozen messages, and batches that small kept the server about as busy at half
+ * the saturated rate as at the full one, which drew out the lag (BENCHMARKS.md, MQTT ingestion,
+ * 2026-11-24). A queue that stopped growing goes at once: an external broker hands over one message
+ * per connection at a time (MQTT_CONSUMERS), aedes one per device, so more cannot come before these
+ * are acknowledged.
  */
-const CONCURRENT_BATCHES = { postgres: 1, sqlite: 1 } as const
+const GATHER_BATCH = 200
+const GATHER_MS = 20
+const GATHER_STEP_MS = 2
+/**
+ * Batches written at the same time. SQLite has a single writer. On PostgreSQL a second batch starts
+ * only behind a full one (a queue of MAX_BATCH or more: saturated), overlapping its statements with
+ * the first one's round trips: 12,058–12,695 against 10,575 readings/s (BENCHMARKS.md, MQTT
+ * ingestion, 2026-11-24). Below saturation one at a time: a second small batch raised the lag.
+ * Locks are taken in key order and a deadlocked batch is retried either way, as replicas of the
+ * plugin write concurrently.
+ */
+const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
 const MAX_ATTEMPTS = 5
 const RETRYABLE = new Set(['40P01', '40001'])
@@ -86,17 +100,29 @@ export class Ingest {
       this.schedule()
     })
 
+  /** Batches that may be in flight now: more than one only behind a full queue (CONCURRENT_BATCHES). */
+  private writers() {
+    return this.queue.length >= MAX_BATCH ? this.concurrency : 1
+  }
+
   /**
-   * Starts a batch on the next turn of the event loop when a writer is free: what arrived in the
-   * same turn (aedes parses a whole socket read at once) joins it, and between batches
-   * acknowledgements go out and HTTP is answered (on SQLite a batch never waits for I/O).
+   * Starts a batch when a writer is free: on the next turn of the event loop, so that what arrived
+   * in the same turn (aedes parses a whole socket read at once) joins it, and between batches
+   * acknowledgements go out and HTTP is answered (on SQLite a batch never waits for I/O); a short
+   * queue that is still growing waits for more (GATHER_*).
    */
   private schedule() {
-    if (this.scheduled || this.inFlight.size >= this.concurrency || this.queue.length === 0) return
+    if (this.scheduled || this.inFlight.size >= this.writers() || this.queue.length === 0) return
     this.scheduled = true
-    setImmediate(() => {
+    let seen = 0
+    const start = () => {
+      if (this.inFlight.size >= this.writers() || this.queue.length === 0) return void (this.scheduled = false)
+      const length = this.queue.length
+      if (length > seen && length < GATHER_BATCH && Date.now() - this.queue[0]!.received < GATHER_MS) {
+        seen = length
+        return void setTimeout(start, GATHER_STEP_MS)
+      }
       this.scheduled = false
-      if (this.inFlight.size >= this.concurrency || this.queue.length === 0) return
       const batch = this.queue.splice(0, MAX_BATCH)
       const written = this.write(batch).finally(() => {
         this.inFlight.delete(written)
@@ -104,7 +130,8 @@ export class Ingest {
       })
       this.inFlight.add(written)
       this.schedule()
-    })
+    }
+    setImmediate(start)
   }
 
   /** One batch: committed, then acknowledged; or left unacknowledged if it cannot be stored. */

@@ -27,9 +27,6 @@ export type ReorderRules = Map<string, { reorderPoint: number | null; reorderQua
 /** Whether a level's low-stock alert is open, by levelKey. */
 export type AlertFlags = Map<string, boolean>
 
-/** Rows per multi-row INSERT: well under both dialects' limits on bound parameters. */
-const INSERT_CHUNK = 500
-
 export interface SensorReading {
   ts: number
   type: 'delta' | 'count'
@@ -191,43 +188,42 @@ export class Ledger {
       if (!ok) slow.push(g)
       return ok
     })
-    for (let i = 0; i < fast.length; i += INSERT_CHUNK) {
-      const chunk = fast.slice(i, i + INSERT_CHUNK)
-      const updated = await tx
-        .insert(levels)
-        .values(
-          chunk.map((g) => ({
-            sku: g.sku,
-            warehouse: g.warehouse,
-            onHand: g.readings.reduce((sum, r) => sum + r.value, 0),
-            reserved: 0,
-            // Only the guard below reads it: the row exists already, so this value is never stored.
-            lastCountTs: Math.min(...g.readings.map((r) => r.ts)),
-            updatedAt: now,
-          })),
-        )
-        .onConflictDoUpdate({
-          target: [levels.sku, levels.warehouse],
-          set: { onHand: sql`${levels.onHand} + excluded.on_hand`, updatedAt: now },
-          setWhere: sql`coalesce(${levels.lastCountTs}, -1) < excluded.last_count_ts`,
-        })
-        .returning()
-      const done = new Map(updated.map((l) => [levelKey(l.sku, l.warehouse), l]))
-      for (const g of chunk) {
-        const row = done.get(levelKey(g.sku, g.warehouse))
-        if (!row) {
-          slow.push(g) // a count arrived meanwhile: take the careful path
-          continue
-        }
-        let onHand = row.onHand - g.readings.reduce((sum, r) => sum + r.value, 0)
-        for (const r of g.readings) {
-          onHand += r.value
-          if (r.value !== 0)
-            rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: r.value, onHandAfter: onHand, reason: r.reason, source: r.source, at: new Date(r.ts) })
-        }
-        changed.push(toLevel(row))
-        alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
+    // One statement planned once (db.insertMany): onHand += the sum where the guard holds; a level it refuses is not returned.
+    const updated = await this.db.insertMany(
+      levels,
+      fast.map((g) => ({
+        sku: g.sku,
+        warehouse: g.warehouse,
+        onHand: g.readings.reduce((sum, r) => sum + r.value, 0),
+        reserved: 0,
+        // Only the guard below reads it: the row exists already, so this value is never stored.
+        lastCountTs: Math.min(...g.readings.map((r) => r.ts)),
+        updatedAt: now,
+      })),
+      {
+        onConflictDoUpdate: {
+          target: ['sku', 'warehouse'],
+          set: { onHand: sql`${levels.onHand} + excluded.on_hand`, updatedAt: sql`excluded.updated_at` },
+          where: sql`coalesce(${levels.lastCountTs}, -1) < excluded.last_count_ts`,
+        },
+        returning: '*',
+      },
+    )
+    const done = new Map(updated.map((l) => [levelKey(l.sku, l.warehouse), l]))
+    for (const g of fast) {
+      const row = done.get(levelKey(g.sku, g.warehouse))
+      if (!row) {
+        slow.push(g) // a count arrived meanwhile: take the careful path
+        continue
       }
+      let onHand = row.onHand - g.readings.reduce((sum, r) => sum + r.value, 0)
+      for (const r of g.readings) {
+        onHand += r.value
+        if (r.value !== 0)
+          rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: r.value, onHandAfter: onHand, reason: r.reason, source: r.source, at: new Date(r.ts) })
+      }
+      changed.push(toLevel(row))
+      alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
     }
     for (const g of slow) {
       let before = read.get(levelKey(g.sku, g.warehouse))!
