@@ -81,8 +81,9 @@ export class Outbox {
         .where(and(inArray(outbox.id, next), claimable))
         .returning()
     })
+    // `::text` first: Bun.SQL sends a string bound straight to a jsonb parameter as a JSON string, not as the array it holds.
     const listed = (ids: SQL) =>
-      db.dialect === 'sqlite' ? sql`(select value from json_each(${ids}))` : sql`(select jsonb_array_elements_text(${ids}::jsonb))`
+      db.dialect === 'sqlite' ? sql`(select value from json_each(${ids}))` : sql`(select jsonb_array_elements_text(${ids}::text::jsonb))`
     this.markBatch = db.prepare('tessera.outboxPublished', (q, p: Params<{ ids: string; now: Date }>) =>
       q
         .update(outbox)
