@@ -272,6 +272,12 @@ describe(`database port (${variant})`, () => {
     await expect(db.insertMany(levels, rows(700), { onConflictDoUpdate: { ...upsert, set: { onHand: sql`${levels.onHand} + ${1}` } } })).rejects.toThrow('holds values')
   })
 
+  test('PostgreSQL plans every statement for its values (a generic plan of a prepared search ignored them)', async () => {
+    if (db.dialect !== 'postgres') return
+    const [row] = (await db.transaction((tx) => tx.execute(sql`select current_setting('plan_cache_mode') as mode`))) as unknown as { mode: string }[]
+    expect(row.mode).toBe('force_custom_plan')
+  })
+
   test('statements in flight together on one connection each get their own rows (Bun.SQL pipelining, bun#32772, bun#33627)', async () => {
     const one = openDatabase(store.env.DATABASE_URL, { poolSize: 1 })
     try {
