@@ -273,15 +273,19 @@ for (const bus of busAdapters) {
       }
     })
 
-    test('events recorded together just before the process dies are each delivered once after the restart', async () => {
-      const together = isolatedStore()
+    /**
+     * Records `events` events together and kills the process right after their commit, then starts it
+     * again; `check` gets the handler's effects once `events` of them are there, and the restarted store.
+     */
+    async function recordedThenCrashed(events: number, check: (handled: { entryId: string; eventId: string }[], databaseUrl: string) => Promise<void>) {
+      const isolated = isolatedStore()
       try {
-        const env = baseEnv({ ...together.env, EVENT_BUS: bus })
+        const env = baseEnv({ ...isolated.env, EVENT_BUS: bus })
         const first = await spawnServer(env)
         const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ note: 'three before the crash', events: 3, crashAfterCommit: true }),
+          body: JSON.stringify({ note: `${events} before the crash`, events, crashAfterCommit: true }),
         }).catch((e: Error) => e)
         expect(crashed).toBeInstanceOf(Error)
         await first.proc.exited
@@ -289,52 +293,35 @@ for (const bus of busAdapters) {
         try {
           const handled = await eventually(async () => {
             const r = await client(second.url).get('/api/v1/ledger/effects')
-            return r.body.length >= 3 ? (r.body as { entryId: string; eventId: string }[]) : undefined
-          })
-          expect(handled?.length).toBe(3)
-          expect(new Set(handled?.map((e) => e.eventId)).size).toBe(3)
-          expect(new Set(handled?.map((e) => e.entryId)).size).toBe(1)
+            return r.body.length >= events ? (r.body as { entryId: string; eventId: string }[]) : undefined
+          }, 20_000)
+          expect(handled?.length).toBe(events)
+          await check(handled!, env.DATABASE_URL)
         } finally {
           second.proc.kill('SIGTERM')
           expect(await second.proc.exited).toBe(0)
         }
       } finally {
-        await together.cleanup()
+        await isolated.cleanup()
       }
+    }
+
+    test('events recorded together just before the process dies are each delivered once after the restart', async () => {
+      await recordedThenCrashed(3, async (handled) => {
+        expect(new Set(handled.map((e) => e.eventId)).size).toBe(3)
+        expect(new Set(handled.map((e) => e.entryId)).size).toBe(1)
+      })
     })
 
     test('a backlog larger than a sweep relays at once is delivered completely, each event once, after the restart', async () => {
       // 4,500 events: five outbox rows, more than the sweep keeps in flight (about 4,000), so it relays them in steps.
-      const backlog = isolatedStore()
-      try {
-        const env = baseEnv({ ...backlog.env, EVENT_BUS: bus })
-        const first = await spawnServer(env)
-        const crashed = await fetch(`${first.url}/api/v1/ledger/entries`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ note: 'a backlog before the crash', events: 4500, crashAfterCommit: true }),
-        }).catch((e: Error) => e)
-        expect(crashed).toBeInstanceOf(Error)
-        await first.proc.exited
-        const second = await spawnServer(env)
-        try {
-          const handled = await eventually(async () => {
-            const r = await client(second.url).get('/api/v1/ledger/effects')
-            return r.body.length >= 4500 ? (r.body as { entryId: string; eventId: string }[]) : undefined
-          }, 20_000)
-          expect(handled?.length).toBe(4500)
-          expect(new Set(handled?.map((e) => e.eventId)).size).toBe(4500)
-          await withOutbox(env.DATABASE_URL, async (rows) => {
-            const unpublished = async () => (await rows()).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
-            expect(await eventually(async () => (await unpublished()).length === 0, 5_000)).toBe(true)
-          })
-        } finally {
-          second.proc.kill('SIGTERM')
-          expect(await second.proc.exited).toBe(0)
-        }
-      } finally {
-        await backlog.cleanup()
-      }
+      await recordedThenCrashed(4500, async (handled, databaseUrl) => {
+        expect(new Set(handled.map((e) => e.eventId)).size).toBe(4500)
+        await withOutbox(databaseUrl, async (rows) => {
+          const unpublished = async () => (await rows()).filter((r) => r.type === 'ledger.entry.recorded' && r.publishedAt === null)
+          expect(await eventually(async () => (await unpublished()).length === 0, 5_000)).toBe(true)
+        })
+      })
     })
   })
 }
