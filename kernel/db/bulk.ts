@@ -27,6 +27,8 @@ export interface InsertManyOptions {
 export interface BulkPlan {
   /** Statement text, with `$1::<type>[]` (PostgreSQL) or `?` (SQLite) placeholders. */
   text: string
+  /** The same without its RETURNING clause (SQLite reads a returned value the row gives from the change count). */
+  insert: string
   columns: Column[]
   /** Row property read for each column. */
   keys: string[]
@@ -77,10 +79,9 @@ export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: r
     dialect === 'postgres'
       ? `select * from unnest(${columns.map((c, i) => `$${i + 1}::${c.getSQLType()}[]`).join(', ')})`
       : `values (${columns.map(() => '?').join(', ')})`
-  const text =
-    `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}${onConflict}` +
-    (returning ? ` returning ${returning.map(([k, c]) => `${quote(c.name)} as ${quote(k)}`).join(', ')}` : '')
-  const plan: BulkPlan = { text, columns, keys, returning, whole }
+  const insert = `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}${onConflict}`
+  const text = insert + (returning ? ` returning ${returning.map(([k, c]) => `${quote(c.name)} as ${quote(k)}`).join(', ')}` : '')
+  const plan: BulkPlan = { text, insert, columns, keys, returning, whole }
   cache.set(cacheKey, plan)
   return plan
 }

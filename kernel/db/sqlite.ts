@@ -264,20 +264,13 @@ export function openSqlite(url: string): Database {
         // A value the row itself gives, without an upsert: whether the row was written is the change
         // count, and the value is the row's. RETURNING would cost more than the insert (~60 % more a row).
         const given = plan.returning && !plan.whole && !options.onConflictDoUpdate ? plan.keys.indexOf(plan.returning[0]![0]) : -1
-        if (given >= 0) {
-          const statement = writer.query(plan.text.slice(0, plan.text.lastIndexOf(' returning ')))
-          const [key] = plan.returning![0]!
-          for (const row of rows as Record<string, unknown>[]) {
-            const values = plan.columns.map((c, i) => driverValue(c, row[plan.keys[i]!])) as never[]
-            if (statement.run(...values).changes > 0) out.push({ [key]: values[given] })
-          }
-          return returned(plan, out) as never
-        }
-        const statement = writer.query(plan.text)
+        const statement = writer.query(given >= 0 ? plan.insert : plan.text)
         for (const row of rows as Record<string, unknown>[]) {
           const values = plan.columns.map((c, i) => driverValue(c, row[plan.keys[i]!])) as never[]
           if (!plan.returning) statement.run(...values)
-          else {
+          else if (given >= 0) {
+            if (statement.run(...values).changes > 0) out.push({ [plan.returning[0]![0]]: values[given] })
+          } else {
             const got = statement.get(...values) as Record<string, unknown> | null
             if (got) out.push(got)
           }
