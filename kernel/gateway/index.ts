@@ -158,7 +158,7 @@ export class Gateway {
     })
     // The owner's answer goes back as it is (its body streams through), minus the hop-by-hop headers.
     const out = upstream.headers
-    for (const name of dropOnReturn(out)) out.delete(name)
+    for (const name of hopByHop(out)) out.delete(name)
     return upstream
   }
 
@@ -256,8 +256,8 @@ function connectionListed(headers: Headers): string[] {
     .filter((name) => name && name !== 'keep-alive' && name !== 'close')
 }
 
-/** The headers of an answer that are not passed back to the client. */
-function dropOnReturn(headers: Headers): string[] {
+/** The hop-by-hop headers present (those of RFC 9110 plus the ones Connection lists): never passed on, either way. */
+function hopByHop(headers: Headers): string[] {
   const drop = connectionListed(headers)
   for (const name of HOP_BY_HOP) if (headers.has(name)) drop.push(name)
   return drop
@@ -271,8 +271,7 @@ function forwardedHeaders(request: Request, state: RequestState): Headers {
   const headers = request.headers
   const host = headers.get('host')
   const prior = headers.get('x-forwarded-for')
-  for (const name of connectionListed(headers)) headers.delete(name)
-  for (const name of HOP_BY_HOP) if (headers.has(name)) headers.delete(name)
+  for (const name of hopByHop(headers)) headers.delete(name)
   headers.set('x-forwarded-for', prior ? `${prior}, ${state.ip}` : state.ip)
   if (!headers.has('x-forwarded-proto')) headers.set('x-forwarded-proto', request.url.startsWith('https:') ? 'https' : 'http')
   if (!headers.has('x-forwarded-host')) headers.set('x-forwarded-host', host ?? new URL(request.url).host)
