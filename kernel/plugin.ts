@@ -45,7 +45,7 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
     /**
      * The same guarantees as `on` (once per event, in a transaction, retries, dead letter), for a
-     * handler that takes the events that arrived together at once, in arrival order, repeats left
+     * handler that takes the events that arrived together at once, as they arrived, repeats left
      * out: one set of statements per batch instead of per event, for busy feeds. When a batch
      * fails, each of its events is handled again alone, so `events` may hold a single one.
      */

@@ -12,7 +12,7 @@ import type { Deliver, EventEnvelope } from './port'
 import { eventTables } from './schema'
 
 export type EventHandler<T = unknown> = (event: EventEnvelope<T>, tx: Db) => Promise<void>
-/** Takes the new events of one consumer that arrived together, in arrival order, inside one transaction. */
+/** Takes the new events of one consumer that arrived together, as they arrived, inside one transaction. */
 export type BatchHandler<T = unknown> = (events: EventEnvelope<T>[], tx: Db) => Promise<void>
 export type EventObserver<T = unknown> = (event: EventEnvelope<T>) => void | Promise<void>
 

@@ -33,7 +33,7 @@ const SWEEP_CHUNK_EVENTS = 1000
 /** …and has at most this many in flight: a crash's backlog is relayed in steps, not all at once. */
 const SWEEP_EVENTS_IN_FLIGHT = 4000
 
-/** One outbox row's events, in the order they were recorded. */
+/** One outbox row's events, in the sequence they were recorded. */
 interface RowEvents {
   rowId: string
   events: EventEnvelope[]
@@ -224,7 +224,7 @@ export class Outbox {
   }
 
   /**
-   * Hands the rows' events to the bus, in order, and marks published the rows whose events it all
+   * Hands the rows' events to the bus, in sequence, and marks published the rows whose events it all
    * accepted; a row with a refused event is left to a sweep after the relay interval (its other
    * events are then published again: consumers are idempotent).
    */

@@ -24,7 +24,7 @@
  *   than EVENT_STREAM_MAXLEN entries (XTRIM MAXLEN), which is the only way an entry a group has not
  *   acknowledged is lost, and is logged as such. A stream without groups keeps up to the bound.
  * - A group created for the first time reads from the oldest entry still kept, so a subscriber that
- *   starts after a publisher (a fresh deployment, in any order) misses nothing still in Redis.
+ *   starts after a publisher (a fresh deployment, started in any sequence) misses nothing still in Redis.
  *
  * Each subscription reads with XREADGROUP BLOCK on a connection of its own (a blocked read holds
  * its connection); publishing, acknowledging, claiming and trimming share one more.

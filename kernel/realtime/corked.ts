@@ -3,7 +3,7 @@
  * `ws.send`, and outside Bun's message handler each send is a write of its own to the kernel. A
  * batch of stored messages gives a socket its ack and several `message:new`s at once; here they
  * are queued and written at the end of the event-loop turn in one corked burst per socket, in the
- * order they were sent. The engine holds this face instead of the socket (it uses send, close,
+ * sequence they were sent in. The engine holds this face instead of the socket (it uses send, close,
  * readyState and data).
  */
 import type { ServerWebSocket } from 'bun'
