@@ -143,13 +143,13 @@ for (const kind of brokers) {
 
     test('a burst of more readings than one batch holds is stored completely and exactly once (PostgreSQL writes two batches at a time then)', async () => {
       if (kind !== 'embedded') return
-      const devices = await Promise.all(Array.from({ length: 20 }, () => setup()))
+      const devices = await Promise.all(Array.from({ length: 30 }, () => setup()))
       const metrics = async () => (await (await fetch(`${server.url}/metrics`)).text()).split('\n')
       const count = (lines: string[], prefix: string) => Number(lines.find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0)
       const before = await metrics()
       await Promise.all(devices.flatMap((d) => Array.from({ length: 100 }, (_, i) => d.send(reading(i + 1, d.sku, 'delta', (i % 3) + 1)))))
       const after = await metrics()
-      // The queue went past a full batch (MAX_BATCH, 1,000 messages), so at least one batch was a full one.
+      // 3,000 messages: the queue went past a full batch (MAX_BATCH, 2,500 messages), so at least one batch was a full one.
       const full = (lines: string[]) => count(lines, 'inventory_ingest_batch_size_count') - count(lines, 'inventory_ingest_batch_size_bucket{le="500"}')
       expect(full(after) - full(before)).toBeGreaterThan(0)
       const expected = Array.from({ length: 100 }, (_, i) => (i % 3) + 1).reduce((a, b) => a + b, 0)

@@ -21,11 +21,14 @@ import { runHooks, TransactionScope } from './transaction-scope'
 function arrayLiteral(values: unknown[]): string {
   const items = values.map((v) => {
     if (v === null) return 'NULL'
+    if (typeof v === 'number') return String(v)
     const text = v instanceof Date ? v.toISOString() : typeof v === 'object' ? JSON.stringify(v) : String(v)
-    return `"${text.replace(/[\\"]/g, '\\$&')}"`
+    return NEEDS_ESCAPE.test(text) ? `"${text.replace(ESCAPED, '\\$&')}"` : `"${text}"`
   })
   return `{${items.join(',')}}`
 }
+const NEEDS_ESCAPE = /[\\"]/
+const ESCAPED = /[\\"]/g
 
 /** The Bun.SQL connection a drizzle database or transaction runs its statements on (drizzle's bun-sql session). */
 function connectionOf(on: unknown): SQL {
@@ -65,15 +68,21 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
       return database.transaction(async (tx) => {
         const plan = planInsert('postgres', table, rows, options, plans)
         // One array per column; the statement text (and so its plan) is the same for any number of rows.
-        const columns = plan.columns.map((c, i) =>
-          arrayLiteral(
+        const columns = plan.columns.map((c, i) => {
+          const json = c.getSQLType() === 'jsonb'
+          // Rows of a batch often share a value (one Date for all): it is converted once.
+          let last: unknown = undefined
+          let lastText: unknown = undefined
+          return arrayLiteral(
             (rows as Record<string, unknown>[]).map((row) => {
               const value = row[plan.keys[i]!]
+              if (value === last && value !== undefined) return lastText
+              last = value
               // A JSON value is written as its text in the array (see jsonColumn in schema.ts for single values).
-              return c.getSQLType() === 'jsonb' && value !== null && value !== undefined ? JSON.stringify(value) : driverValue(c, value)
+              return (lastText = json && value !== null && value !== undefined ? JSON.stringify(value) : driverValue(c, value))
             }),
-          ),
-        )
+          )
+        })
         return returned(plan, await connectionOf(tx).unsafe(plan.text, columns)) as never
       })
     },

@@ -17,7 +17,15 @@ import { parseDeviceTopic } from './devices'
 import { type Ledger, type ReorderRules, type SensorGroup, type SensorReading } from './ledger'
 import type { InventorySchema } from './schema'
 
-const MAX_BATCH = 1000
+/**
+ * Saturated, a batch writes this many messages. A commit's cost grows with the pages and levels it
+ * touches more than with its readings (on SQLite every changed page is written to the log once per
+ * commit; each level changed is one stock.changed for the catalog to project), and 500 devices over
+ * 1,000 levels touch most of them within 1,000 readings: 2,500 took SQLite from 132–154 to 99 server
+ * µs per reading and PostgreSQL from 126–140 to 100–117 (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session).
+ * A batch holds the SQLite writer for 150–250 ms then; below saturation batches stay far smaller.
+ */
+const MAX_BATCH = 2500
 /**
  * A short queue waits for more messages while they keep coming: it is looked at again every
  * GATHER_STEP_MS, and goes when nothing arrived since the last look, when it holds GATHER_BATCH,
@@ -60,6 +68,9 @@ type Reading = typeof Reading.static
 const readingCheck = TypeCompiler.Compile(Reading)
 
 type Outcome = 'applied' | 'duplicate' | 'rejected' | 'stale'
+
+/** What is kept of a refused message's payload, for inspection. */
+const kept = (m: MqttMessage) => m.payload.subarray(0, RAW_KEPT).toString('utf8')
 
 interface Pending {
   message: MqttMessage
@@ -181,12 +192,14 @@ export class Ingest {
       const refused: (typeof readings.$inferInsert)[] = []
       const candidates: { deviceId: string; warehouse: string; r: Reading }[] = []
       const heard = new Set<string>()
-      for (const p of messages.map((m) => this.parse(m))) {
+      for (const m of messages) {
+        const p = this.parse(m)
         if (!p.deviceId) continue
-        const binding = await this.devices.binding(p.deviceId)
+        // Known devices (all but a first message after a restart) without a turn of the event loop each.
+        const binding = this.devices.knownBinding(p.deviceId) ?? (await this.devices.binding(p.deviceId))
         if (!binding || binding.warehouse !== p.warehouse) p.error = 'unknown device or warehouse'
         else heard.add(p.deviceId)
-        if (p.error) refused.push({ id: Bun.randomUUIDv7(), deviceId: p.deviceId, status: 'rejected', reason: p.error, raw: p.raw, receivedAt })
+        if (p.error) refused.push({ id: Bun.randomUUIDv7(), deviceId: p.deviceId, status: 'rejected', reason: p.error, raw: kept(m), receivedAt })
         else for (const r of p.readings!) candidates.push({ deviceId: p.deviceId, warehouse: p.warehouse, r })
       }
       counts.rejected += refused.length
@@ -256,11 +269,10 @@ export class Ingest {
   }
 
   /** Topic and payload → device, warehouse, readings; or the reason they are refused. */
-  private parse(m: MqttMessage): { deviceId?: string; warehouse: string; readings?: Reading[]; error?: string; raw: string } {
+  private parse(m: MqttMessage): { deviceId?: string; warehouse: string; readings?: Reading[]; error?: string } {
     const topic = parseDeviceTopic(m.topic)
-    const raw = m.payload.subarray(0, RAW_KEPT).toString('utf8')
-    if (!topic) return { warehouse: '', raw, error: 'not a readings topic' }
-    const base = { deviceId: topic.deviceId, warehouse: topic.warehouse, raw }
+    if (!topic) return { warehouse: '', error: 'not a readings topic' }
+    const base = { deviceId: topic.deviceId, warehouse: topic.warehouse }
     if (m.payload.byteLength > MAX_PAYLOAD_BYTES) return { ...base, error: `payload over ${MAX_PAYLOAD_BYTES} bytes` }
     let body: unknown
     try {

@@ -164,21 +164,19 @@ export class Ledger {
     const alerted: AlertFlags = new Map()
     if (groups.length === 0) return { levels: changed, stale, alerted }
     const now = new Date()
-    await this.db.insertMany(
-      levels,
-      groups.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })),
-      { onConflictDoNothing: true },
-    )
     const rows: (typeof movements.$inferInsert)[] = []
     // One read for every level of the batch; a level that changed meanwhile is read again alone.
-    const read = new Map(
-      (
-        await tx
-          .select()
-          .from(levels)
-          .where(and(inArray(levels.sku, [...new Set(groups.map((g) => g.sku))]), inArray(levels.warehouse, [...new Set(groups.map((g) => g.warehouse))])))
-      ).map((l) => [levelKey(l.sku, l.warehouse), l]),
-    )
+    const skus = [...new Set(groups.map((g) => g.sku))]
+    const warehouses = [...new Set(groups.map((g) => g.warehouse))]
+    const readAll = async () =>
+      new Map((await tx.select().from(levels).where(and(inArray(levels.sku, skus), inArray(levels.warehouse, warehouses)))).map((l) => [levelKey(l.sku, l.warehouse), l]))
+    let read = await readAll()
+    // Levels seen for the first time are created (a replica may create them at the same moment), then read.
+    const missing = groups.filter((g) => !read.has(levelKey(g.sku, g.warehouse)))
+    if (missing.length) {
+      await this.db.insertMany(levels, missing.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })), { onConflictDoNothing: true })
+      read = await readAll()
+    }
     // Levels that only receive deltas newer than their last count take one statement for all of
     // them: onHand += the sum, on condition that no count newer than the earliest delta landed since.
     const slow: SensorGroup[] = []
