@@ -3,8 +3,8 @@
  * SKU and warehouse (the catalog never reads inventory's tables). What it publishes,
  * `catalog.product.changed`, is written by service.ts in the transaction of each change.
  */
-import { eq, sql } from 'drizzle-orm'
-import type { Database, Db, Params, Tables } from '../../kernel/db'
+import { inArray, sql } from 'drizzle-orm'
+import type { Database, Db, Tables } from '../../kernel/db'
 import type { EventEnvelope } from '../../kernel/events/port'
 import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
@@ -13,30 +13,15 @@ import type { CatalogSchema } from './schema'
  * Keeps the level of each SKU in each warehouse, and its product's total. Runs once per batch of
  * events that arrived together (the kernel records each event as processed) inside `tx`; an event
  * older than the one already applied (ids are UUIDv7, so they order by time) changes nothing, since
- * retries may arrive out of order. Per batch: one lock statement over its SKUs, taken in SKU order
- * (so two batches never wait on each other in a cycle), one upsert per SKU and warehouse (the
- * newest event of the batch only), one total per SKU. Its statements are built once: every checkout
- * and every sensor batch changes stock.
+ * retries may arrive out of order. Per batch, three statements whatever its size: the locks of its
+ * SKUs, taken in SKU order (so two batches never wait on each other in a cycle), one upsert of every
+ * SKU and warehouse it changed (the newest event of the batch for each), and one update of those
+ * SKUs' totals. A sensor batch changes hundreds of levels: one statement each kept ~1,100 round
+ * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session).
  */
 export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
   const { stock, products } = t
   type Change = { sku: string; warehouse: string; available: number; eventId: string }
-  const upsert = db.prepare('catalog.stockLevel', (q, p: Params<Change>) =>
-    q
-      .insert(stock)
-      .values({ sku: p('sku'), warehouse: p('warehouse'), available: p('available'), eventId: p('eventId') } as never)
-      .onConflictDoUpdate({
-        target: [stock.sku, stock.warehouse],
-        set: { available: sql`excluded.available`, eventId: sql`excluded.event_id` },
-        setWhere: sql`${stock.eventId} < excluded.event_id`,
-      }),
-  )
-  const total = db.prepare('catalog.productAvailable', (q, p: Params<{ sku: string }>) =>
-    q
-      .update(products)
-      .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${p('sku')})` })
-      .where(eq(products.sku, p('sku'))),
-  )
   return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {
     const newest = new Map<string, Change>()
     for (const { id, payload } of events) {
@@ -44,11 +29,21 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
       const known = newest.get(key)
       if (!known || known.eventId < id) newest.set(key, { sku: payload.sku, warehouse: payload.warehouse, available: payload.available, eventId: id })
     }
-    const changes = [...newest.values()]
+    // In key order, as the locks: concurrent batches (replicas) meet their rows in the same order.
+    const changes = [...newest.values()].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.warehouse < b.warehouse ? -1 : a.warehouse > b.warehouse ? 1 : 0))
     const skus = [...new Set(changes.map((c) => c.sku))]
     await lockSkus(db, tx, skus)
-    for (const change of changes) await upsert(tx, change)
-    for (const sku of skus) await total(tx, { sku })
+    await db.insertMany(stock, changes, {
+      onConflictDoUpdate: {
+        target: ['sku', 'warehouse'],
+        set: { available: sql`excluded.available`, eventId: sql`excluded.event_id` },
+        where: sql`${stock.eventId} < excluded.event_id`,
+      },
+    })
+    await tx
+      .update(products)
+      .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
+      .where(inArray(products.sku, skus))
   }
 }
 
