@@ -52,6 +52,12 @@ function render(dialect: 'postgres' | 'sqlite', expression: SQL): string {
   return sql
 }
 
+/**
+ * An upsert's clause as text, by its options object: rendering goes through drizzle and cost more
+ * than a small write, so callers on hot paths keep their options in a constant (see stockProjection).
+ */
+const rendered = new WeakMap<NonNullable<InsertManyOptions['onConflictDoUpdate']>, string>()
+
 export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: readonly Record<string, unknown>[], options: InsertManyOptions, cache: Map<string, BulkPlan>): BulkPlan {
   const present = new Set<string>()
   for (const row of rows) for (const key in row) if (row[key] !== undefined) present.add(key)
@@ -62,13 +68,14 @@ export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: r
   }
   const keys = Object.keys(all).filter((k) => present.has(k))
   const upsert = options.onConflictDoUpdate
-  const onConflict = upsert
-    ? ` on conflict (${upsert.target.map((k) => quote(column(k).name)).join(', ')}) do update set ` +
+  let onConflict = upsert ? rendered.get(upsert) : options.onConflictDoNothing ? ' on conflict do nothing' : ''
+  if (onConflict === undefined && upsert) {
+    onConflict =
+      ` on conflict (${upsert.target.map((k) => quote(column(k).name)).join(', ')}) do update set ` +
       Object.entries(upsert.set).map(([k, expression]) => `${quote(column(k).name)} = ${render(dialect, expression)}`).join(', ') +
       (upsert.where ? ` where ${render(dialect, upsert.where)}` : '')
-    : options.onConflictDoNothing
-      ? ' on conflict do nothing'
-      : ''
+    rendered.set(upsert, onConflict)
+  }
   const cacheKey = `${getTableName(table)}|${keys.join(',')}|${onConflict}|${options.returning ?? ''}`
   const cached = cache.get(cacheKey)
   if (cached) return cached

@@ -3,8 +3,8 @@
  * SKU and warehouse (the catalog never reads inventory's tables). What it publishes,
  * `catalog.product.changed`, is written by service.ts in the transaction of each change.
  */
-import { inArray, sql } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import { inArray, type SQL, sql } from 'drizzle-orm'
+import type { Database, Db, Params, Tables } from '../../kernel/db'
 import type { EventEnvelope } from '../../kernel/events/port'
 import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
@@ -17,11 +17,28 @@ import type { CatalogSchema } from './schema'
  * SKUs, taken in SKU order (so two batches never wait on each other in a cycle), one upsert of every
  * SKU and warehouse it changed (the newest event of the batch for each), and one update of those
  * SKUs' totals. A sensor batch changes hundreds of levels: one statement each kept ~1,100 round
- * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session).
+ * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session). The
+ * statements are built once: checkouts change a level or two at a time, and often.
  */
 export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
   const { stock, products } = t
   type Change = { sku: string; warehouse: string; available: number; eventId: string }
+  const newer = {
+    onConflictDoUpdate: {
+      target: ['sku', 'warehouse'],
+      set: { available: sql`excluded.available`, eventId: sql`excluded.event_id` },
+      where: sql`${stock.eventId} < excluded.event_id`,
+    },
+  }
+  // The SKUs bound as one JSON array, so that the statement is the same for any number of them.
+  const listed = (skus: SQL) =>
+    db.dialect === 'sqlite' ? sql`(select value from json_each(${skus}))` : sql`(select jsonb_array_elements_text(${skus}::text::jsonb))`
+  const totals = db.prepare('catalog.productTotals', (q, p: Params<{ skus: string }>) =>
+    q
+      .update(products)
+      .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
+      .where(inArray(products.sku, listed(sql`${p('skus')}`))),
+  )
   return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {
     const newest = new Map<string, Change>()
     for (const { id, payload } of events) {
@@ -33,17 +50,8 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
     const changes = [...newest.values()].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.warehouse < b.warehouse ? -1 : a.warehouse > b.warehouse ? 1 : 0))
     const skus = [...new Set(changes.map((c) => c.sku))]
     await lockSkus(db, tx, skus)
-    await db.insertMany(stock, changes, {
-      onConflictDoUpdate: {
-        target: ['sku', 'warehouse'],
-        set: { available: sql`excluded.available`, eventId: sql`excluded.event_id` },
-        where: sql`${stock.eventId} < excluded.event_id`,
-      },
-    })
-    await tx
-      .update(products)
-      .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
-      .where(inArray(products.sku, skus))
+    await db.insertMany(stock, changes, newer)
+    await totals(tx, { skus: JSON.stringify(skus) })
   }
 }
 
