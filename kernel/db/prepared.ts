@@ -6,6 +6,7 @@
  */
 import { type Column, type Placeholder, type SQL, sql } from 'drizzle-orm'
 import type { Db, Reader } from './port'
+import type { Dialect } from './schema'
 
 /** Names the values of a statement. */
 export interface Params<V extends Record<string, unknown>> {
@@ -26,3 +27,11 @@ export type Statement<V extends Record<string, unknown>, R> = (on: Db | Reader, 
 
 export const params = ((name: string, column?: Column) =>
   column ? sql`${sql.param(sql.placeholder(name), column)}` : sql.placeholder(name)) as Params<never>
+
+/**
+ * The elements of a JSON array of strings bound as one value (`JSON.stringify(list)`), as a
+ * subquery for `inArray`: a prepared statement then takes a list of any length. (PostgreSQL casts
+ * through `text`: Bun.SQL binds a string given to a jsonb parameter as a JSON string, not the array.)
+ */
+export const listed = (dialect: Dialect, list: SQL) =>
+  dialect === 'sqlite' ? sql`(select value from json_each(${list}))` : sql`(select jsonb_array_elements_text(${list}::text::jsonb))`

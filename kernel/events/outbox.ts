@@ -7,9 +7,9 @@
  * written before a crash (once their short lease has run out), by another process, while the relay
  * was stopped, or refused by the bus.
  */
-import { and, asc, inArray, isNull, lt, or, type SQL, sql } from 'drizzle-orm'
+import { and, asc, inArray, isNull, lt, or, sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
-import type { Database, Params } from '../db'
+import { type Database, listed, type Params } from '../db'
 import { materialize } from '../db/schema'
 import type { EventBus, EventEnvelope } from './port'
 import { eventTables } from './schema'
@@ -81,14 +81,11 @@ export class Outbox {
         .where(and(inArray(outbox.id, next), claimable))
         .returning()
     })
-    // `::text` first: Bun.SQL sends a string bound straight to a jsonb parameter as a JSON string, not as the array it holds.
-    const listed = (ids: SQL) =>
-      db.dialect === 'sqlite' ? sql`(select value from json_each(${ids}))` : sql`(select jsonb_array_elements_text(${ids}::text::jsonb))`
     this.markBatch = db.prepare('tessera.outboxPublished', (q, p: Params<{ ids: string; now: Date }>) =>
       q
         .update(outbox)
         .set({ publishedAt: p('now', outbox.publishedAt), leaseUntil: null })
-        .where(inArray(outbox.id, listed(sql`${p('ids')}`))),
+        .where(inArray(outbox.id, listed(db.dialect, sql`${p('ids')}`))),
     )
   }
 

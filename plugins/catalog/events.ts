@@ -3,8 +3,8 @@
  * SKU and warehouse (the catalog never reads inventory's tables). What it publishes,
  * `catalog.product.changed`, is written by service.ts in the transaction of each change.
  */
-import { inArray, type SQL, sql } from 'drizzle-orm'
-import type { Database, Db, Params, Tables } from '../../kernel/db'
+import { inArray, sql } from 'drizzle-orm'
+import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
 import type { EventEnvelope } from '../../kernel/events/port'
 import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
@@ -17,7 +17,7 @@ import type { CatalogSchema } from './schema'
  * SKUs, taken in SKU order (so two batches never wait on each other in a cycle), one upsert of every
  * SKU and warehouse it changed (the newest event of the batch for each), and one update of those
  * SKUs' totals. A sensor batch changes hundreds of levels: one statement each kept ~1,100 round
- * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session). The
+ * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, slower-VM session). The
  * statements are built once: checkouts change a level or two at a time, and often.
  */
 export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
@@ -31,13 +31,11 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
     },
   }
   // The SKUs bound as one JSON array, so that the statement is the same for any number of them.
-  const listed = (skus: SQL) =>
-    db.dialect === 'sqlite' ? sql`(select value from json_each(${skus}))` : sql`(select jsonb_array_elements_text(${skus}::text::jsonb))`
   const totals = db.prepare('catalog.productTotals', (q, p: Params<{ skus: string }>) =>
     q
       .update(products)
       .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
-      .where(inArray(products.sku, listed(sql`${p('skus')}`))),
+      .where(inArray(products.sku, listed(db.dialect, sql`${p('skus')}`))),
   )
   return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {
     const newest = new Map<string, Change>()

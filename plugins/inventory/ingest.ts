@@ -21,9 +21,10 @@ import type { InventorySchema } from './schema'
  * Saturated, a batch writes this many messages. A commit's cost grows with the pages and levels it
  * touches more than with its readings (on SQLite every changed page is written to the log once per
  * commit; each level changed is one stock.changed for the catalog to project), and 500 devices over
- * 1,000 levels touch most of them within 1,000 readings: 2,500 took SQLite from 132–154 to 99 server
- * µs per reading and PostgreSQL from 126–140 to 100–117 (BENCHMARKS.md, MQTT ingestion, 2026-11-24, third session).
- * A batch holds the SQLite writer for 150–250 ms then; below saturation batches stay far smaller.
+ * 1,000 levels touch most of them within 1,000 readings: 2,500 took SQLite from 132–154 to 99
+ * server µs per reading and PostgreSQL from 126–140 to 100–117 (BENCHMARKS.md, MQTT ingestion,
+ * 2026-11-24, slower-VM session). A batch holds the SQLite writer for 150–250 ms then; below
+ * saturation batches stay far smaller.
  */
 const MAX_BATCH = 2500
 /**
