@@ -1,5 +1,5 @@
 /**
- * Many rows into one table, for hot paths (sensor readings, ledger movements, outbox records),
+ * Many rows into one table, for hot paths (a plugin's stream of rows, the outbox's records),
  * where building a multi-row statement through drizzle costs more than the write itself. The
  * statement is planned once per table, column set and options from the table's own definition, and
  * only the values change: PostgreSQL binds one array per column (`insert … select * from unnest(…)`:
@@ -53,8 +53,8 @@ function render(dialect: 'postgres' | 'sqlite', expression: SQL): string {
 }
 
 /**
- * An upsert's clause as text, by its options object: rendering goes through drizzle and cost more
- * than a small write, so callers on hot paths keep their options in a constant (see stockProjection).
+ * An upsert's clause as text, by its options object: rendering goes through drizzle and costs more
+ * than a small write, so callers on hot paths keep their options in a constant.
  */
 const rendered = new WeakMap<NonNullable<InsertManyOptions['onConflictDoUpdate']>, string>()
 
