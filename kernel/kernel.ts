@@ -252,7 +252,7 @@ export class Kernel {
         const folder = join(h.dir, 'migrations', db.dialect)
         if (existsSync(folder)) await db.migrate(folder, `__migrations_${h.plugin.name.replace(/-/g, '_')}`)
       }
-      // 8. Start realtime (plugins may emit from start), plugins in dependency order, then the event flow.
+      // 8. Start realtime (plugins may emit from start), plugins dependencies first, then the event flow.
       await realtime.start()
       for (const h of hosted) {
         await h.plugin.start?.(h.ctx)

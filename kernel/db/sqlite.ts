@@ -30,9 +30,9 @@ interface Task {
 const MAX_GROUP = 64
 
 /**
- * Group commit. Transactions run one at a time on the writer connection, in the order they were
- * asked for. One that ends while others already wait does not commit alone: the waiting ones run
- * on in the same SQLite transaction, each in a savepoint (a failure rolls back its own work only),
+ * Group commit. Transactions run one at a time on the writer connection, first asked first run.
+ * One that ends while others already wait does not commit alone: the waiting ones run on in the
+ * same SQLite transaction, each in a savepoint (a failure rolls back its own work only),
  * and one COMMIT stores the group. Every caller hears back after that COMMIT, never before. A
  * commit writes each page it changed to the log and costs a few system calls: shared once per group.
  */

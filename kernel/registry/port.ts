@@ -18,7 +18,7 @@ export interface Instance {
 }
 
 export interface Registry {
-  /** Base URLs of the ready instances hosting `plugin`, in a stable order (no I/O). */
+  /** Base URLs of the ready instances hosting `plugin`, always listed the same way (no I/O). */
   owners(plugin: string): string[]
   /** The current view of every known instance, this one included. */
   instances(): Instance[]
