@@ -3,32 +3,52 @@
  * (wal_autocheckpoint), a checkpoint runs inside some transaction's COMMIT, on the event loop, with
  * an fsync: tens of milliseconds during which nothing else is answered. Here it runs beside it.
  * PASSIVE never blocks the writer or readers: every `intervalMs`, and when asked (`copy`), which
- * the writer does while it holds its lock between transactions, so that the copy completes and
- * the log starts over instead of growing for as long as writes keep coming.
+ * the writer does while it goes on and then once while it holds its lock between transactions, so
+ * that the copy completes and the log starts over instead of growing for as long as writes keep
+ * coming. It keeps the writer informed in shared memory, which the writer reads after every
+ * transaction without waiting for a message: how many frames the log holds (so it knows when to
+ * ask), and how many of the copies asked for are done, the last one in how many milliseconds.
  */
 import { Database } from 'bun:sqlite'
 
 declare const self: Worker
 let db: Database | undefined
 let timer: ReturnType<typeof setInterval> | undefined
+let intervalMs = 1000
+let shared: Int32Array<ArrayBufferLike> = new Int32Array(3)
+/** Indexes into `shared`. */
+export const FRAMES = 0
+export const COPIED = 1
+export const COPY_MS = 2
+
+export type CheckpointerMessage = { type: 'open'; path: string; intervalMs: number; shared: Int32Array } | { type: 'copy' } | { type: 'stop' }
 
 const passive = () => {
   try {
-    db?.query('PRAGMA wal_checkpoint(PASSIVE)').run()
+    const result = db?.query('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number } | null
+    if (result) Atomics.store(shared, FRAMES, result.log)
   } catch {
     // Busy or closing: the next round tries again.
   }
 }
 
 self.addEventListener('message', (event: MessageEvent) => {
-  const message = event.data as { type: 'open'; path: string; intervalMs: number } | { type: 'copy' } | { type: 'stop' }
+  const message = event.data as CheckpointerMessage
   if (message.type === 'open') {
     db = new Database(message.path, { readwrite: true, strict: true })
     db.exec('PRAGMA busy_timeout = 5000;')
-    timer = setInterval(passive, message.intervalMs)
+    intervalMs = message.intervalMs
+    shared = message.shared
+    timer = setInterval(passive, intervalMs)
   } else if (message.type === 'copy') {
+    // The writer waits for the copies it asks for: the periodic one starts over, so as not to run just before the next of them.
+    clearInterval(timer)
+    const started = performance.now()
     passive()
+    Atomics.store(shared, COPY_MS, Math.ceil(performance.now() - started))
+    Atomics.add(shared, COPIED, 1)
     self.postMessage('copied')
+    timer = setInterval(passive, intervalMs)
   } else {
     clearInterval(timer)
     db?.close()

@@ -7,7 +7,7 @@
  */
 import { Database as Sqlite } from 'bun:sqlite'
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { mkdirSync, rmSync, statSync } from 'node:fs'
+import { mkdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
@@ -15,6 +15,7 @@ import { migrate } from 'drizzle-orm/bun-sqlite/migrator'
 import type { PgTable } from 'drizzle-orm/pg-core'
 import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
 import type { Database, Db, Reader } from './port'
+import { COPIED, COPY_MS, type CheckpointerMessage, FRAMES } from './sqlite-checkpointer'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
@@ -185,53 +186,94 @@ function withStatementCache(client: Sqlite): Sqlite {
 }
 
 /**
- * The log is copied into the database file on another thread (sqlite-checkpointer.ts) every second;
- * past MAX_WAL_BYTES the writer waits, holding its queue but not the event loop, for a copy to
- * complete, so the log starts over.
+ * The log is copied into the database file on another thread (sqlite-checkpointer.ts) every second.
+ * Under steady writes such a copy never catches up with the writer, and the log starts over only
+ * once a copy has caught up before the next transaction begins: past MAX_WAL_BYTES the writer waits
+ * for one, holding its queue but not the event loop. First, up to PRE_COPIES copies run while it
+ * goes on, each taking what was written during the one before, so that what it waits for is only
+ * the last few milliseconds of writes: a single held copy took 100–190 ms under sensor load, with
+ * every transaction queued behind it (BENCHMARKS.md, MQTT ingestion, lag).
  */
 const MAX_WAL_BYTES = 64 * 1024 * 1024
+const CHECKPOINT_MS = 1000
+const PRE_COPIES = 3
+/** A copy this quick has caught up with the writer: the held one will be as quick. */
+const CAUGHT_UP_MS = 15
 
-function startCheckpointer(path: string) {
+function startCheckpointer(path: string, pageSize: number, bounds: WalBounds) {
+  const { maxWalBytes = MAX_WAL_BYTES, checkpointMs = CHECKPOINT_MS } = bounds
   const worker = new Worker(new URL('./sqlite-checkpointer.ts', import.meta.url).href)
   worker.unref()
-  worker.postMessage({ type: 'open', path, intervalMs: 1000 })
-  const reply = (expected: string, send: object, timeoutMs: number) =>
+  // Written by the worker: the frames in the log after its last copy, the copies asked for that it
+  // has done, and how long the last of them took (sqlite-checkpointer.ts).
+  const shared = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
+  worker.postMessage({ type: 'open', path, intervalMs: checkpointMs, shared } satisfies CheckpointerMessage)
+  let asked = 0
+  let settle: (() => void) | undefined
+  // The copy waited for is over: noticed on the worker's message, or by the writer after a
+  // transaction (a writer that never lets the event loop turn would not see the message).
+  const notice = () => {
+    if (!settle || Atomics.load(shared, COPIED) < asked) return
+    const resolve = settle
+    settle = undefined
+    resolve()
+  }
+  worker.addEventListener('message', (e: MessageEvent) => e.data === 'copied' && notice())
+  const copyOnce = () =>
     new Promise<void>((resolve) => {
-      const timeout = setTimeout(done, timeoutMs)
-      function done() {
+      asked++
+      // A worker that stopped answering holds nobody up for long.
+      const timeout = setTimeout(() => settle?.(), 5000)
+      settle = () => {
         clearTimeout(timeout)
-        worker.removeEventListener('message', onMessage)
+        settle = undefined
         resolve()
       }
-      function onMessage(e: MessageEvent) {
-        if (e.data === expected) done()
-      }
-      worker.addEventListener('message', onMessage)
-      worker.postMessage(send)
+      worker.postMessage({ type: 'copy' } satisfies CheckpointerMessage)
     })
-  let transactions = 0
-  // After a complete copy the log starts over from its beginning, but its file keeps its size: only a
-  // file growing past the largest size seen so far says the log is not starting over (and needs a copy).
-  let largest = MAX_WAL_BYTES
+  let copying = false
   return {
-    /** Called after each transaction: every 16, whether the log has grown past its bound. */
+    /** Called after each transaction: whether the log has grown past its bound. */
     due() {
-      if (++transactions % 16 !== 0) return false
-      const size = statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0
-      if (size <= largest) return false
-      largest = size
-      return true
+      notice()
+      return !copying && Atomics.load(shared, FRAMES) * pageSize > maxWalBytes
     },
-    /** Copies the whole log; to be run from the writer's queue, between transactions. */
-    copy: () => reply('copied', { type: 'copy' }, 5000),
+    /** Copies the whole log: mostly while the writer goes on, the rest in `held` (between its transactions). */
+    async copy(held: (last: () => Promise<void>) => Promise<void>) {
+      copying = true
+      try {
+        // Until a copy is quick, or no quicker than the one before (a writer outpacing the copies).
+        for (let round = 0, before = Infinity; round < PRE_COPIES; round++) {
+          await copyOnce()
+          const ms = Atomics.load(shared, COPY_MS)
+          if (ms < CAUGHT_UP_MS || ms >= before) break
+          before = ms
+        }
+        await held(copyOnce)
+        // The log starts over at the next transaction.
+        Atomics.store(shared, FRAMES, 0)
+      } finally {
+        copying = false
+      }
+    },
     async stop() {
-      await reply('stopped', { type: 'stop' }, 2000)
+      await new Promise<void>((resolve) => {
+        const timeout = setTimeout(resolve, 2000)
+        worker.addEventListener('message', (e: MessageEvent) => e.data === 'stopped' && (clearTimeout(timeout), resolve()))
+        worker.postMessage({ type: 'stop' } satisfies CheckpointerMessage)
+      })
       await worker.terminate()
     },
   }
 }
 
-export function openSqlite(url: string): Database {
+/** How large the log may grow, and how often it is copied (defaults above; tests make them small). */
+export interface WalBounds {
+  maxWalBytes?: number
+  checkpointMs?: number
+}
+
+export function openSqlite(url: string, bounds: WalBounds = {}): Database {
   const target = url.slice('sqlite:'.length)
   // `sqlite::memory:` is an ephemeral file, because an in-memory database cannot be shared by the two connections.
   const ephemeral = target === ':memory:'
@@ -242,7 +284,7 @@ export function openSqlite(url: string): Database {
   // A 64 MB page cache (the default is 2 MB): hot indexes stay in memory as tables grow.
   // Checkpoints run on a worker thread (sqlite-checkpointer.ts), not inside a COMMIT on the event loop.
   writer.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;')
-  const checkpointer = startCheckpointer(path)
+  const checkpointer = startCheckpointer(path, (writer.query('PRAGMA page_size').get() as { page_size: number }).page_size, bounds)
   const reader = new Sqlite(path, { readonly: true, strict: true })
   reader.exec('PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;')
 
@@ -294,7 +336,7 @@ export function openSqlite(url: string): Database {
       return queue.run(async (hooks) => {
         const result = await scope.within(writeDb, hooks, fn)
         // After this group's commit, behind the transactions already waiting; this one's caller does not wait for it.
-        if (checkpointer.due()) void queue.run(checkpointer.copy, true)
+        if (checkpointer.due()) void checkpointer.copy((last) => queue.run(last, true))
         return result
       })
     },
