@@ -43,13 +43,15 @@ const GATHER_MS = 20
 const GATHER_STEP_MS = 2
 /**
  * Batches written at the same time. SQLite has a single writer. On PostgreSQL a second batch starts
- * only behind a full one (a queue of MAX_BATCH or more: saturated), overlapping its statements with
- * the first one's round trips: 12,058–12,695 against 10,575 readings/s (BENCHMARKS.md, MQTT
- * ingestion, 2026-11-24). Below saturation one at a time: a second small batch raised the lag.
- * Locks are taken in key order and a deadlocked batch is retried either way, as replicas of the
- * plugin write concurrently.
+ * only behind a queue of BUSY_QUEUE or more (saturated: below saturation batches held 300–740
+ * messages), overlapping its statements with the first one's until it needs the levels the first
+ * one holds: 12,058–12,695 against 10,575 readings/s with a full MAX_BATCH as the threshold, and
+ * 19–22k against 17–19k with half of it (BENCHMARKS.md, MQTT ingestion). Below saturation one at a
+ * time: a second small batch raised the lag. Locks are taken in key order and a deadlocked batch is
+ * retried either way, as replicas of the plugin write concurrently.
  */
 const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
+const BUSY_QUEUE = MAX_BATCH / 2
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
 const MAX_ATTEMPTS = 5
 const RETRYABLE = new Set(['40P01', '40001'])
@@ -112,9 +114,9 @@ export class Ingest {
       this.schedule()
     })
 
-  /** Batches that may be in flight now: more than one only behind a full queue (CONCURRENT_BATCHES). */
+  /** Batches that may be in flight now: more than one only behind a long queue (CONCURRENT_BATCHES). */
   private writers() {
-    return this.queue.length >= MAX_BATCH ? this.concurrency : 1
+    return this.queue.length >= BUSY_QUEUE ? this.concurrency : 1
   }
 
   /**
