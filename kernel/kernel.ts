@@ -191,45 +191,52 @@ export class Kernel {
     ]
 
     // 4. Setup: each plugin registers what it offers; no I/O yet.
-    for (const { plugin, dir } of selected) {
-      const name = plugin.name
-      const ctx: PluginContext<any, any> = {
-        name,
-        config: pluginConfigs.get(name) as never,
-        nodeEnv: config.NODE_ENV,
-        log: log.child({ plugin: name }),
-        db,
-        tables: plugin.schema ? materialize(plugin.schema, db.dialect) : {},
-        cache,
-        metrics: metrics.forPlugin(name),
-        identity,
-        events: {
-          publish: (type, payload) => outbox.record(envelope(name, type, payload)),
-          publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
-          on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
-          onBatch: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never)),
-          observe: (type, handler) =>
-            bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
-        },
-        call: callerFor(name, [local, remote], config.CALL_TIMEOUT_MS),
-        provide: (action, handler) => {
-          if (!action.startsWith(`${name}.`)) throw new Error(`plugin ${name} may only provide actions named ${name}.*, not ${action}`)
-          local.register(action, handler as never)
-        },
-        mqtt: {
-          consume: (filter, handler) => mqtt.consume(name, filter, handler),
-          authorize: (authority) => mqtt.authorize(authority),
-          publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
-          grant: (client) => mqtt.grant(client),
-        },
-        realtime: realtime.forPlugin(name),
-        router: () => pluginRouter(base, name),
-        mount: (router) => void routers.push(router),
+    try {
+      for (const { plugin, dir } of selected) {
+        const name = plugin.name
+        const ctx: PluginContext<any, any> = {
+          name,
+          config: pluginConfigs.get(name) as never,
+          nodeEnv: config.NODE_ENV,
+          log: log.child({ plugin: name }),
+          db,
+          tables: plugin.schema ? materialize(plugin.schema, db.dialect) : {},
+          cache,
+          metrics: metrics.forPlugin(name),
+          identity,
+          events: {
+            publish: (type, payload) => outbox.record(envelope(name, type, payload)),
+            publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
+            on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
+            onBatch: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never)),
+            observe: (type, handler) =>
+              bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
+          },
+          call: callerFor(name, [local, remote], config.CALL_TIMEOUT_MS),
+          provide: (action, handler) => {
+            if (!action.startsWith(`${name}.`)) throw new Error(`plugin ${name} may only provide actions named ${name}.*, not ${action}`)
+            local.register(action, handler as never)
+          },
+          mqtt: {
+            consume: (filter, handler) => mqtt.consume(name, filter, handler),
+            authorize: (authority) => mqtt.authorize(authority),
+            publish: (topic, payload, options) => mqtt.publish(topic, payload, options),
+            grant: (client) => mqtt.grant(client),
+          },
+          realtime: realtime.forPlugin(name),
+          router: () => pluginRouter(base, name),
+          mount: (router) => void routers.push(router),
+        }
+        await plugin.setup(ctx)
+        hosted.push({ plugin, dir, ctx, status: { status: 'down', detail: 'starting' } })
       }
-      await plugin.setup(ctx)
-      hosted.push({ plugin, dir, ctx, status: { status: 'down', detail: 'starting' } })
+      for (const router of routers) app.use(router)
+    } catch (error) {
+      // A plugin refused its configuration. Nothing listens or runs yet: close what step 2 opened,
+      // so that a refused start-up leaves no connection (nor an ephemeral SQLite file) behind.
+      await Promise.allSettled([bus.stop(), registry.close(), cache.close(), db.close()])
+      throw error
     }
-    for (const router of routers) app.use(router)
 
     kernel = new Kernel(config, log, db, cache, bus, outbox, app, hosted, metrics, ipLimiter, mqtt, registry, realtime, tokens, gateway)
     try {

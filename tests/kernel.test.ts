@@ -3,7 +3,7 @@
  * how it says so, the order of start and stop, graceful shutdown under load, and the call port.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { kernelSettings } from '../kernel/config'
@@ -149,6 +149,14 @@ describe('configuration', () => {
   test('production refuses test hooks', async () => {
     const message = await startError({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), ORDERS_TEST_PAUSE_BEFORE: 'place', ORDERS_TEST_PAUSE_MS: '1000' })
     expect(message).toContain('ORDERS_TEST_PAUSE_BEFORE is a test hook and must be none when NODE_ENV=production')
+  })
+
+  test('a start-up that a plugin refuses closes what it opened: no ephemeral SQLite file is left', async () => {
+    const ephemeral = () => readdirSync(tmpdir()).filter((f) => /^tessera-[0-9a-f-]{36}\.db/.test(f))
+    const before = new Set(ephemeral())
+    const message = await startError({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), ORDERS_TEST_PAUSE_BEFORE: 'place' })
+    expect(message).toContain('ORDERS_TEST_PAUSE_BEFORE is a test hook')
+    expect(ephemeral().filter((f) => !before.has(f))).toEqual([])
   })
 
   test('the server process exits 1 with the message on standard error', async () => {
