@@ -191,7 +191,7 @@ function withStatementCache(client: Sqlite): Sqlite {
  * once a copy has caught up before the next transaction begins: past MAX_WAL_BYTES the writer waits
  * for one, holding its queue but not the event loop. First, up to PRE_COPIES copies run while it
  * goes on, each taking what was written during the one before, so that what it waits for is only
- * the last few milliseconds of writes: a single held copy took 100–190 ms under sensor load, with
+ * the last few milliseconds of writes: a single held copy took 100–190 ms under a steady write load, with
  * every transaction queued behind it (BENCHMARKS.md, MQTT ingestion, lag).
  */
 const MAX_WAL_BYTES = 64 * 1024 * 1024
