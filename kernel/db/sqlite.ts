@@ -190,9 +190,9 @@ function withStatementCache(client: Sqlite): Sqlite {
  * Under steady writes such a copy never catches up with the writer, and the log starts over only
  * once a copy has caught up before the next transaction begins: past MAX_WAL_BYTES the writer waits
  * for one, holding its queue but not the event loop. First, up to PRE_COPIES copies run while it
- * goes on, each taking what was written during the one before, so that what it waits for is only
- * the last few milliseconds of writes: a single held copy took 100–190 ms under a steady write load, with
- * every transaction queued behind it (BENCHMARKS.md, MQTT ingestion, lag).
+ * goes on, each taking what was written during the one before, so that it waits only for the rest
+ * and the two fsyncs that let the log start over: 40–100 ms under a steady write load, where a
+ * single held copy took 100–190 ms (BENCHMARKS.md, MQTT ingestion, third session).
  */
 const MAX_WAL_BYTES = 64 * 1024 * 1024
 const CHECKPOINT_MS = 1000
