@@ -45,11 +45,11 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
 
   const client = new SQL(parsed.toString(), {
     max: options.max ?? 10,
-    // PGAPPNAME names the connections as libpq and postgres.js do (pg_stat_activity, the ingest benchmark).
+    // PGAPPNAME names the connections as libpq and postgres.js do (pg_stat_activity, the benchmarks).
     // Custom plans always: Bun.SQL prepares every statement by name, and after five runs PostgreSQL
     // may keep a generic plan that ignores the values, which doubled the p95 of a search's second
-    // page (11.5 → 21.4 ms, `bun scripts/bench/catalog.ts`); a few array-bound statements run
-    // thousands of times a second pay ~10 % more PostgreSQL CPU for it (BENCHMARKS.md).
+    // page (11.5 → 21.4 ms); a few array-bound statements run thousands of times a second pay
+    // ~10 % more PostgreSQL CPU for it (BENCHMARKS.md).
     connection: { search_path: schema, plan_cache_mode: 'force_custom_plan', ...(process.env.PGAPPNAME ? { application_name: process.env.PGAPPNAME } : {}) },
     connectionTimeout: 5,
   })

@@ -121,8 +121,9 @@ class WriteQueue {
 
   /**
    * The next transaction of this group, if one is already waiting and the group may grow. (Waiting
-   * one more turn of the event loop for late arrivals was tried: checkout gained nothing measurable,
-   * and chat, whose own batches are large, lost a fifth or more of its throughput to longer groups.)
+   * one more turn of the event loop for late arrivals was tried: small transactions gained nothing
+   * measurable, and a writer whose own batches are large lost a fifth or more of its throughput to
+   * longer groups; BENCHMARKS.md.)
    */
   private next(size: number): Task | undefined {
     if (size >= MAX_GROUP || !this.writer.inTransaction) return undefined
