@@ -6,7 +6,7 @@
  *   bun scripts/bench/ingest.ts [--database sqlite|postgres|both] [--duration 10] [--warmup 3]
  *                               [--devices 500] [--rounds 1] [--max-in-flight 10] [--lag-fraction 0.5]
  *                               [--probe-ms 50] [--poll-ms 20] [--count-every 0] [--min-ratio 0.50]
- *                               [--max-lag-ms 250] [--warehouses 5] [--skus 200]
+ *                               [--max-lag-ms 250] [--warehouses 5] [--skus 200] [--lag-rate N]
  *
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bun scripts/bench/ingest.ts
  *       (a PostgreSQL server to use; without --database it selects postgres)
@@ -26,9 +26,10 @@
  * - tessera <db>: `bun kernel/main.ts` on a fresh SQLite file or PostgreSQL schema, W warehouses,
  *   S SKUs, N devices provisioned over REST (iot/provision.ts), the same load: msgs/s = the growth
  *   of `inventory_readings_total{outcome="applied"}` (scraped from /metrics at the edges of the
- *   window) per second. Then a second phase paced at --lag-fraction of that rate, during which a
- *   probe device publishes a +1 delta for a dedicated SKU every --probe-ms, and a poller here reads
- *   GET /api/v1/inventory/stock for it (one request at a time, --poll-ms apart: each costs the server
+ *   window) per second. Then a second phase paced at --lag-fraction of that rate (or at a fixed
+ *   --lag-rate, to compare two builds at one load), during which a probe device publishes a +1
+ *   delta for a dedicated SKU every --probe-ms, and a poller here reads GET
+ *   /api/v1/inventory/stock for it (one request at a time, --poll-ms apart: each costs the server
  *   about 1.7 ms of CPU, so polling flat out would itself load it by a quarter of a core) until
  *   onHand shows each one: lag p50/p99 = publish → visible (to within one poll).
  *   The p99 of `inventory_ingest_lag_seconds` over that window (from its histogram buckets) is
@@ -94,6 +95,8 @@ interface Options {
   skus: number
   maxInFlight: number
   lagFraction: number
+  /** A fixed rate for the lag phase instead of --lag-fraction of the measured one (to compare builds at one load). */
+  lagRate?: number
   probeMs: number
   pollMs: number
   countEvery: number
@@ -117,6 +120,7 @@ function readOptions(): Options {
       skus: { type: 'string', default: '200' },
       'max-in-flight': { type: 'string', default: '10' },
       'lag-fraction': { type: 'string', default: '0.5' },
+      'lag-rate': { type: 'string' },
       'probe-ms': { type: 'string', default: '50' },
       'poll-ms': { type: 'string', default: '20' },
       'count-every': { type: 'string', default: '0' },
@@ -147,6 +151,7 @@ function readOptions(): Options {
     skus: integer('--skus', values.skus),
     maxInFlight: integer('--max-in-flight', values['max-in-flight']),
     lagFraction,
+    lagRate: values['lag-rate'] === undefined ? undefined : integer('--lag-rate', values['lag-rate']),
     probeMs: integer('--probe-ms', values['probe-ms']),
     pollMs: integer('--poll-ms', values['poll-ms'], true),
     countEvery: integer('--count-every', values['count-every'], true),
@@ -157,7 +162,7 @@ function readOptions(): Options {
 
 const USAGE = `usage: bun scripts/bench/ingest.ts [--database sqlite|postgres|both] [--duration 10] [--warmup 3] [--devices 500]
   [--rounds 1] [--warehouses 5] [--skus 200] [--max-in-flight 10] [--lag-fraction 0.5] [--probe-ms 50]
-  [--poll-ms 20] [--count-every 0] [--min-ratio 0.50] [--max-lag-ms 250]
+  [--poll-ms 20] [--count-every 0] [--min-ratio 0.50] [--max-lag-ms 250] [--lag-rate N]
 env: BENCH_DATABASE_URL=postgres://… (the PostgreSQL server; selects postgres when --database is not given)`
 
 function fail(message: string): never {
@@ -737,7 +742,7 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
     )
 
     // Phase 2: below saturation, with the probe.
-    const rate = Math.max(1, Math.round(applied * options.lagFraction))
+    const rate = options.lagRate ?? Math.max(1, Math.round(applied * options.lagFraction))
     const notes: string[] = []
     const lag = await lagPhase(server, token, probeCredentials, worker, rate, options, problems, notes)
 
@@ -931,7 +936,7 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
       `${options.countEvery ? ` (1 in ${options.countEvery} a count)` : ' (deltas)'}, ${options.warmupSec} s warm-up + ${options.durationSec} s, ` +
       `best of ${options.rounds} round${options.rounds > 1 ? 's' : ''}`,
     `msgs/s: raw = received by a QoS 1 subscriber; tessera = inventory_readings_total{outcome="applied"} growth. ` +
-      `Lag at ${options.lagFraction * 100}% of the tessera rate: probe publish → visible on GET /stock, and p99 of inventory_ingest_lag_seconds.`,
+      `Lag at ${options.lagRate ? `${formatInt(options.lagRate)} readings/s` : `${options.lagFraction * 100}% of the tessera rate`}: probe publish → visible on GET /stock, and p99 of inventory_ingest_lag_seconds.`,
     '',
     '| target | msgs/s | acked/s at devices | ratio to raw | lag p50 ms | lag p99 ms | ingest lag p99 ms (/metrics) | server CPU | load CPU |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -985,7 +990,7 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
     )
     const lag = s.bestLag!.lag!
     lines.push(
-      `${kind} lag phase: ${formatInt(lag.rate)} readings/s asked (${options.lagFraction * 100}% of that round's rate), ${formatInt(lag.ackedPerSecond)}/s acknowledged, ` +
+      `${kind} lag phase: ${formatInt(lag.rate)} readings/s asked (${options.lagRate ? 'fixed by --lag-rate' : `${options.lagFraction * 100}% of that round's rate`}), ${formatInt(lag.ackedPerSecond)}/s acknowledged, ` +
         `server CPU ${formatPercent(lag.serverCpuPercent)}; probe publish→visible max ${lag.maxMs} ms over ${lag.probes} probes, ${formatInt(lag.pollsPerSecond)} polls/s; ` +
         `device queue→PUBACK p99 ${lag.ackLatencyP99Ms} ms`,
     )
