@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import mqtt, { type MqttClient } from 'mqtt'
-import { adminToken, client, eventually, services, startServer, type TestServer, variant } from './harness'
+import { adminToken, client, eventually, expectError, services, startServer, type TestServer, variant } from './harness'
 import { startMosquitto, type TestBroker } from './mosquitto'
 
 const brokers = ['embedded', ...(services.databaseUrl ? ['mosquitto'] : [])] as const
@@ -190,6 +190,39 @@ for (const kind of brokers) {
       expect(kept.find((r) => r.reason === 'malformed JSON')?.raw).toBe('{"seq": 2, "ts": 1, "sku":')
       const metrics = await (await fetch(`${server.url}/metrics`)).text()
       expect(metrics).toMatch(/inventory_readings_total\{outcome="rejected"\} \d+/)
+    })
+
+    test('the history lists readings newest first by seq, merged by arrival with refused messages, and its pages chain', async () => {
+      // The embedded broker acknowledges after commit, so each message below is stored before the next is sent.
+      if (kind !== 'embedded') return
+      const d = await setup()
+      const sent: [string, unknown][] = [
+        ['2', reading(2, d.sku, 'delta', 1)],
+        ['1', reading(1, d.sku, 'delta', 1)],
+        ['x', 'not json x'],
+        ['4', reading(4, d.sku, 'delta', 1)],
+        ['3', reading(3, d.sku, 'delta', 1)],
+        ['y', 'not json y'],
+        ['5', reading(5, d.sku, 'delta', 1)],
+      ]
+      for (const [, payload] of sent) {
+        await d.send(payload)
+        await Bun.sleep(3) // a later arrival time for each
+      }
+      const label = (r: { seq: number | null; raw: string | null }) => (r.seq === null ? r.raw!.slice(-1) : String(r.seq))
+      // By seq: 5 4 3 2 1; refused, by arrival: y x. Merged by arrival: 5 (last) y 4 3 (after x) x 2 1.
+      expect((await readings(d.device.id)).map(label)).toEqual(['5', 'y', '4', '3', 'x', '2', '1'])
+      const pages: string[][] = []
+      let cursor: string | null = ''
+      while (cursor !== null) {
+        const body = (await api().get(`${INV}/devices/${d.device.id}/readings?limit=2${cursor ? `&cursor=${cursor}` : ''}`, token)).body
+        pages.push(body.items.map(label))
+        cursor = body.nextCursor
+      }
+      expect(pages).toEqual([['5', 'y'], ['4', '3'], ['x', '2'], ['1']])
+      for (const bad of ['{"seq":"5"}', '{"refused":7}', '{"seq":1,"other":2}', '"an-id"'].map((k) => Buffer.from(k).toString('base64url'))) {
+        expectError(await api().get(`${INV}/devices/${d.device.id}/readings?cursor=${bad}`, token), 422, 'INVALID_CURSOR')
+      }
     })
 
     test("a device cannot publish under another device's topic", async () => {

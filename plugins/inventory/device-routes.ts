@@ -2,7 +2,7 @@
 import { t } from 'elysia'
 import type { PluginContext } from '../../kernel/plugin'
 import { ListQuery, Page, decodeCursor, isString, page } from '../../shared/pagination'
-import { type DeviceRegistry, toDeviceView } from './devices'
+import { type DeviceRegistry, isHistoryCursor, toDeviceView } from './devices'
 
 const Code = t.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', error: 'warehouse must be a warehouse code (letters, digits, _ and -, up to 32)' })
 const Device = t.Object({
@@ -59,12 +59,12 @@ export function deviceRoutes(ctx: PluginContext, devices: DeviceRegistry) {
       '/devices/:id/readings',
       async ({ params, query }) => {
         const limit = query.limit ?? 50
-        const rows = await devices.readings(params.id, limit + 1, decodeCursor(query.cursor, isString))
+        const rows = await devices.readings(params.id, limit + 1, decodeCursor(query.cursor, isHistoryCursor))
         return page(
           rows,
           limit,
-          (r) => ({ ...r, status: r.status as 'applied' | 'stale' | 'rejected', receivedAt: r.receivedAt.toISOString() }),
-          (r) => r.id,
+          ({ row: r }) => ({ ...r, status: r.status as 'applied' | 'stale' | 'rejected', receivedAt: r.receivedAt.toISOString() }),
+          (r) => r.cursor,
         )
       },
       {
@@ -72,7 +72,11 @@ export function deviceRoutes(ctx: PluginContext, devices: DeviceRegistry) {
         params: Id,
         query: ListQuery,
         response: { 200: Page(ReadingView) },
-        detail: { summary: 'The readings a device sent, newest first, rejected ones included with the reason' },
+        detail: {
+          summary: 'The readings a device sent, newest first, rejected ones included with the reason',
+          description:
+            'Readings in descending `seq` (the device’s own order, whatever order they arrived in), merged by arrival with the messages refused before a `seq` could be read from them (malformed JSON, oversized payloads, a wrong topic), which have `seq: null`.',
+        },
       },
     )
 }

@@ -5,7 +5,7 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, inArray, lt } from 'drizzle-orm'
+import { and, desc, eq, inArray, isNotNull, isNull, lt } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -14,6 +14,23 @@ import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
 
 type DeviceRow = Tables<InventorySchema>['devices']['$inferSelect']
+type ReadingRow = Tables<InventorySchema>['readings']['$inferSelect']
+
+/** Where a page of a device's history stopped: below `seq` among its readings, below the id `refused` among its refused messages. */
+export interface HistoryCursor {
+  seq?: number
+  refused?: string
+}
+
+export const isHistoryCursor = (k: unknown): k is HistoryCursor => {
+  if (typeof k !== 'object' || k === null || Array.isArray(k)) return false
+  const { seq, refused, ...rest } = k as Record<string, unknown>
+  return (
+    Object.keys(rest).length === 0 &&
+    (seq === undefined || Number.isSafeInteger(seq)) &&
+    (refused === undefined || (typeof refused === 'string' && refused.length > 0 && refused.length < 200))
+  )
+}
 
 export interface DeviceView {
   id: string
@@ -122,15 +139,46 @@ export class DeviceRegistry implements MqttAuthority {
     return rows
   }
 
-  async readings(deviceId: string, limit: number, before?: string) {
+  /**
+   * A device's history, newest first: its readings by seq, descending, merged by arrival with the
+   * messages refused before a seq could be read (those have none). Each row comes with the cursor
+   * that continues after it: how far down each of the two lists the page went.
+   */
+  async readings(deviceId: string, limit: number, after: HistoryCursor = {}) {
     await this.get(deviceId)
     const { readings } = this.t
-    return this.db.read
-      .select()
-      .from(readings)
-      .where(and(eq(readings.deviceId, deviceId), before ? lt(readings.id, before) : undefined))
-      .orderBy(desc(readings.id))
-      .limit(limit)
+    const below = (column: typeof readings.seq | typeof readings.id, key: number | string | undefined) => (key === undefined ? undefined : lt(column, key))
+    const [sequenced, refused] = await Promise.all([
+      this.db.read
+        .select()
+        .from(readings)
+        .where(and(eq(readings.deviceId, deviceId), isNotNull(readings.seq), below(readings.seq, after.seq)))
+        .orderBy(desc(readings.seq))
+        .limit(limit),
+      this.db.read
+        .select()
+        .from(readings)
+        .where(and(eq(readings.deviceId, deviceId), isNull(readings.seq), below(readings.id, after.refused)))
+        .orderBy(desc(readings.id))
+        .limit(limit),
+    ])
+    const page: { row: ReadingRow; cursor: HistoryCursor }[] = []
+    const cursor = { ...after }
+    let [i, j] = [0, 0]
+    while (page.length < limit && (i < sequenced.length || j < refused.length)) {
+      const a = sequenced[i]
+      const b = refused[j]
+      if (a && (!b || a.receivedAt >= b.receivedAt)) {
+        cursor.seq = a.seq!
+        i++
+        page.push({ row: a, cursor: { ...cursor } })
+      } else {
+        cursor.refused = b!.id
+        j++
+        page.push({ row: b!, cursor: { ...cursor } })
+      }
+    }
+    return page
   }
 
   /** The binding of a device this process knows already (see `binding`), without waiting. */

@@ -1,4 +1,5 @@
 /** The inventory plugin's tables. Quantities are integers; `warehouse` columns hold the warehouse code. */
+import { sql } from 'drizzle-orm'
 import { table } from '../../kernel/db/schema'
 
 export const schema = {
@@ -101,7 +102,13 @@ export const schema = {
     heartbeatSeconds: c.integer('heartbeat_seconds').notNull(),
     createdAt: c.timestamp('created_at').notNull(),
   })),
-  /** Every reading received, applied or not; (deviceId, seq) is what makes re-sends harmless. */
+  /**
+   * Every reading received, applied or not; (deviceId, seq) is what makes re-sends harmless, and
+   * lists a device's history. A message refused before a seq could be read from it is kept with
+   * none, and listed by the small index of those alone: a second index over every reading by
+   * (deviceId, id), one more page changed per device and batch, took SQLite's writes per batch
+   * from 5.5 to 11.5 ms (BENCHMARKS.md, MQTT ingestion).
+   */
   readings: table(
     'inventory_readings',
     (c) => ({
@@ -119,7 +126,10 @@ export const schema = {
       raw: c.text('raw'),
       receivedAt: c.timestamp('received_at').notNull(),
     }),
-    (c) => (t) => [c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq), c.index('inventory_readings_device').on(t.deviceId, t.id)],
+    (c) => (t) => [
+      c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq),
+      c.index('inventory_readings_refused').on(t.deviceId, t.id).where(sql`seq IS NULL`),
+    ],
   ),
   alerts: table(
     'inventory_alerts',

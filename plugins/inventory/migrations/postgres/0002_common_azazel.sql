@@ -1,0 +1,2 @@
+DROP INDEX "inventory_readings_device";--> statement-breakpoint
+CREATE INDEX "inventory_readings_refused" ON "inventory_readings" USING btree ("device_id","id") WHERE seq IS NULL;
