@@ -215,7 +215,9 @@ for (const kind of brokers) {
       const pages: string[][] = []
       let cursor: string | null = ''
       while (cursor !== null) {
-        const body = (await api().get(`${INV}/devices/${d.device.id}/readings?limit=2${cursor ? `&cursor=${cursor}` : ''}`, token)).body
+        const body: { items: Parameters<typeof label>[0][]; nextCursor: string | null } = (
+          await api().get(`${INV}/devices/${d.device.id}/readings?limit=2${cursor ? `&cursor=${cursor}` : ''}`, token)
+        ).body
         pages.push(body.items.map(label))
         cursor = body.nextCursor
       }
