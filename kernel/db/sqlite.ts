@@ -191,9 +191,10 @@ function withStatementCache(client: Sqlite): Sqlite {
  * Under steady writes such a copy never catches up with the writer, and the log starts over only
  * once a copy has caught up before the next transaction begins: past MAX_WAL_BYTES the writer waits
  * for one, holding its queue but not the event loop. First, up to PRE_COPIES copies run while it
- * goes on, each taking what was written during the one before, so that it waits only for the rest
- * and the two fsyncs that let the log start over: 40–100 ms under a steady write load, where a
- * single held copy took 100–190 ms (BENCHMARKS.md, MQTT ingestion, third session).
+ * goes on, each taking what was written during the one before and syncing what it wrote, so that it
+ * waits only for the rest and the fsyncs that let the log start over: 55–100 ms under a steady write
+ * load, where a single held copy took 100–190 ms, and 85–190 ms while the copies before it left
+ * their pages for its fsync (BENCHMARKS.md, MQTT ingestion).
  */
 const MAX_WAL_BYTES = 64 * 1024 * 1024
 const CHECKPOINT_MS = 1000
@@ -350,9 +351,10 @@ export function openSqlite(url: string, bounds: WalBounds = {}): Database {
     },
     async close() {
       await queue.run(async () => {
-        await checkpointer.stop()
         reader.close()
         writer.close()
+        // Last: it closes a descriptor of the file, which would drop the connections' locks (sqlite-checkpointer.ts).
+        await checkpointer.stop()
       }, true)
       if (ephemeral) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true })
     },
