@@ -3,7 +3,7 @@
  * with `{ items, nextCursor }`. A cursor is the opaque, URL-safe form of the last item's sort key.
  */
 import { t, type Static, type TSchema } from 'elysia'
-import { Invalid } from './errors'
+import { BadRequest } from './errors'
 
 export const ListQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
@@ -21,7 +21,8 @@ export function decodeCursor<T>(cursor: string | undefined, valid: (key: unknown
     const key: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
     if (valid(key)) return key
   } catch {}
-  throw new Invalid('cursor is not one this API handed out', [{ path: '/cursor', message: 'invalid cursor' }], 'INVALID_CURSOR')
+  // 400, not 422: a cursor is an opaque token given back unchanged, and one we did not hand out is a malformed request.
+  throw new BadRequest('cursor is not one this API handed out', 'INVALID_CURSOR', [{ path: '/cursor', message: 'invalid cursor' }])
 }
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only says that there is more. */

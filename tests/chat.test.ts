@@ -252,7 +252,7 @@ describe(`chat (${variant})`, () => {
       cursor = r.body.nextCursor
     } while (cursor)
     expect(pages).toEqual([['m6', 'm5', 'm4'], ['m3', 'm2', 'm1'], ['m0']])
-    expectError(await api.get(`${CHAT}/conversations/${conversation.id}/messages?cursor=garbage`, customerUser.token), 422, 'INVALID_CURSOR')
+    expectError(await api.get(`${CHAT}/conversations/${conversation.id}/messages?cursor=garbage`, customerUser.token), 400, 'INVALID_CURSOR')
     // conversation:join with since: every message after it, in order.
     const first = (await api.get(`${CHAT}/conversations/${conversation.id}/messages?limit=200`, customerUser.token)).body.items.at(-1)
     const joined = await ack(customer, 'conversation:join', { conversationId: conversation.id, since: first.id })

@@ -158,7 +158,7 @@ describe('items', () => {
     const second = await get(`/items?limit=1&cursor=${first.body.nextCursor}`)
     expectStatus(second, 200)
     expect(second.body.items[0].id).not.toBe(first.body.items[0].id)
-    expectError(await get('/items?cursor=garbage'), 422)
+    expectError(await get('/items?cursor=garbage'), 400, 'INVALID_CURSOR')
   })
 })
 

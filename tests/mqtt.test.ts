@@ -223,7 +223,7 @@ for (const kind of brokers) {
       }
       expect(pages).toEqual([['5', 'y'], ['4', '3'], ['x', '2'], ['1']])
       for (const bad of ['{"seq":"5"}', '{"refused":7}', '{"seq":1,"other":2}', '"an-id"'].map((k) => Buffer.from(k).toString('base64url'))) {
-        expectError(await api().get(`${INV}/devices/${d.device.id}/readings?cursor=${bad}`, token), 422, 'INVALID_CURSOR')
+        expectError(await api().get(`${INV}/devices/${d.device.id}/readings?cursor=${bad}`, token), 400, 'INVALID_CURSOR')
       }
     })
 

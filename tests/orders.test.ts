@@ -293,7 +293,7 @@ describe(`reading orders (${variant})`, () => {
     const customer = await shop.customer()
     expectError(await shop.api.get(`${ORD}/orders?status=lost`, customer.token), 422)
     expectError(await shop.api.get(`${ORD}/orders?limit=201`, customer.token), 422)
-    expectError(await shop.api.get(`${ORD}/orders?cursor=!!`, customer.token), 422, 'INVALID_CURSOR')
+    expectError(await shop.api.get(`${ORD}/orders?cursor=!!`, customer.token), 400, 'INVALID_CURSOR')
     expectError(await shop.api.get(`${ORD}/checkouts?status=lost`, customer.token), 422)
   })
 })

@@ -234,7 +234,7 @@ describe(`payments through the sandbox provider (${variant})`, () => {
     }
     expect((await api.get(`${PAY}/payments?reference=${reference}`, manager.token)).body.items).toEqual([])
     expectError(await api.get(`${PAY}/payments?status=bogus`, manager.token), 422)
-    expectError(await api.get(`${PAY}/payments?cursor=garbage`, manager.token), 422, 'INVALID_CURSOR')
+    expectError(await api.get(`${PAY}/payments?cursor=garbage`, manager.token), 400, 'INVALID_CURSOR')
     expectError(await api.get(`${PAY}/payments?limit=0`, manager.token), 422)
   })
 

@@ -7,8 +7,7 @@ import { t } from 'elysia'
 import type { PluginContext } from '../../kernel/plugin'
 import { Product } from '../../shared/contracts/catalog'
 import { ListQuery, Page, decodeCursor, isString, page } from '../../shared/pagination'
-import { Invalid } from '../../shared/errors'
-import { badCursor, type ProductSearch, SORTS } from './search'
+import { type ProductSearch, SORTS } from './search'
 import { type CatalogService, toCategoryView } from './service'
 
 const WRITERS = ['manager', 'admin']
@@ -76,15 +75,6 @@ const ProductListQuery = t.Composite([
   }),
 ])
 
-/** Cursors are 400 when malformed, here as for products. */
-function afterCategory(cursor: string | undefined): string | undefined {
-  try {
-    return decodeCursor(cursor, isString)
-  } catch (error) {
-    if (error instanceof Invalid) throw badCursor()
-    throw error
-  }
-}
 
 export function catalogRoutes(ctx: PluginContext, catalog: CatalogService, search: ProductSearch) {
   /** Whether the caller, if any, may see inactive products. A token that is sent must be valid. */
@@ -110,7 +100,7 @@ export function catalogRoutes(ctx: PluginContext, catalog: CatalogService, searc
         async ({ query }) => {
           const limit = query.limit ?? 50
           const parentId = query.parentId === undefined ? undefined : query.parentId === '' ? null : query.parentId
-          return page(await catalog.listCategories({ parentId }, limit + 1, afterCategory(query.cursor)), limit, toCategoryView, (c) => c.id)
+          return page(await catalog.listCategories({ parentId }, limit + 1, decodeCursor(query.cursor, isString)), limit, toCategoryView, (c) => c.id)
         },
         {
           query: t.Composite([ListQuery, t.Object({ parentId: t.Optional(t.String({ maxLength: 64, pattern: NO_NUL, description: 'children of this category; empty for the roots' })) })]),
