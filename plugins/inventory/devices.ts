@@ -5,7 +5,7 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, inArray, isNotNull, isNull, lt } from 'drizzle-orm'
+import { and, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -147,20 +147,12 @@ export class DeviceRegistry implements MqttAuthority {
   async readings(deviceId: string, limit: number, after: HistoryCursor = {}) {
     await this.get(deviceId)
     const { readings } = this.t
-    const below = (column: typeof readings.seq | typeof readings.id, key: number | string | undefined) => (key === undefined ? undefined : lt(column, key))
+    // Each list newest first, from where the cursor left it.
+    const list = (only: SQL, below: SQL | undefined, newestFirst: SQL) =>
+      this.db.read.select().from(readings).where(and(eq(readings.deviceId, deviceId), only, below)).orderBy(newestFirst).limit(limit)
     const [sequenced, refused] = await Promise.all([
-      this.db.read
-        .select()
-        .from(readings)
-        .where(and(eq(readings.deviceId, deviceId), isNotNull(readings.seq), below(readings.seq, after.seq)))
-        .orderBy(desc(readings.seq))
-        .limit(limit),
-      this.db.read
-        .select()
-        .from(readings)
-        .where(and(eq(readings.deviceId, deviceId), isNull(readings.seq), below(readings.id, after.refused)))
-        .orderBy(desc(readings.id))
-        .limit(limit),
+      list(isNotNull(readings.seq), after.seq === undefined ? undefined : lt(readings.seq, after.seq), desc(readings.seq)),
+      list(isNull(readings.seq), after.refused === undefined ? undefined : lt(readings.id, after.refused), desc(readings.id)),
     ])
     const page: { row: ReadingRow; cursor: HistoryCursor }[] = []
     const cursor = { ...after }
@@ -168,15 +160,10 @@ export class DeviceRegistry implements MqttAuthority {
     while (page.length < limit && (i < sequenced.length || j < refused.length)) {
       const a = sequenced[i]
       const b = refused[j]
-      if (a && (!b || a.receivedAt >= b.receivedAt)) {
-        cursor.seq = a.seq!
-        i++
-        page.push({ row: a, cursor: { ...cursor } })
-      } else {
-        cursor.refused = b!.id
-        j++
-        page.push({ row: b!, cursor: { ...cursor } })
-      }
+      const row = a && (!b || a.receivedAt >= b.receivedAt) ? sequenced[i++]! : refused[j++]!
+      if (row.seq === null) cursor.refused = row.id
+      else cursor.seq = row.seq
+      page.push({ row, cursor: { ...cursor } })
     }
     return page
   }
