@@ -21,9 +21,12 @@ export function decodeCursor<T>(cursor: string | undefined, valid: (key: unknown
     const key: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
     if (valid(key)) return key
   } catch {}
-  // 400, not 422: a cursor is an opaque token given back unchanged, and one we did not hand out is a malformed request.
-  throw new BadRequest('cursor is not one this API handed out', 'INVALID_CURSOR', [{ path: '/cursor', message: 'invalid cursor' }])
+  throw invalidCursor()
 }
+
+/** 400, not 422: a cursor is an opaque token given back unchanged, and one we did not hand out is a malformed request. */
+export const invalidCursor = (message = 'cursor is not one this API handed out') =>
+  new BadRequest(message, 'INVALID_CURSOR', [{ path: '/cursor', message: 'invalid cursor' }])
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only says that there is more. */
 export function page<Row, Item>(rows: Row[], limit: number, toItem: (r: Row) => Item, keyOf: (r: Row) => unknown) {

@@ -75,7 +75,6 @@ const ProductListQuery = t.Composite([
   }),
 ])
 
-
 export function catalogRoutes(ctx: PluginContext, catalog: CatalogService, search: ProductSearch) {
   /** Whether the caller, if any, may see inactive products. A token that is sent must be valid. */
   const seesInactive = async (authorization: string | null) => {

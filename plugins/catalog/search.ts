@@ -10,8 +10,8 @@
  */
 import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
-import { encodeCursor } from '../../shared/pagination'
-import { BadRequest, Invalid } from '../../shared/errors'
+import { encodeCursor, invalidCursor } from '../../shared/pagination'
+import { Invalid } from '../../shared/errors'
 import { type CatalogSchema, searchCopy } from './schema'
 import { type ProductView, toProductView } from './service'
 
@@ -124,18 +124,15 @@ interface CursorKey {
   i: string
 }
 
-export const badCursor = (message = 'cursor is not one this API handed out') =>
-  new BadRequest(message, 'INVALID_CURSOR', [{ path: '/cursor', message: 'invalid cursor' }])
-
 function decodeKey(cursor: string): CursorKey {
   let key: unknown
   try {
     key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
   } catch {
-    throw badCursor()
+    throw invalidCursor()
   }
   const k = key as CursorKey
-  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || !isText(k.i, 64)) throw badCursor()
+  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || !isText(k.i, 64)) throw invalidCursor()
   return k
 }
 
@@ -173,8 +170,8 @@ export class ProductSearch {
     let after: SQL | undefined
     if (query.cursor !== undefined) {
       const key = decodeKey(query.cursor)
-      if (key.s !== sort || key.f !== fingerprint) throw badCursor('this cursor belongs to another query or sort')
-      if (!order.valid(key.k)) throw badCursor()
+      if (key.s !== sort || key.f !== fingerprint) throw invalidCursor('this cursor belongs to another query or sort')
+      if (!order.valid(key.k)) throw invalidCursor()
       // Row values compare the sort key, then the id: a strict order even when keys tie.
       const id = (copy ?? products).id
       after = order.direction === 'asc' ? sql`(${order.key}, ${id}) > (${order.param(key.k)}, ${key.i})` : sql`(${order.key}, ${id}) < (${order.param(key.k)}, ${key.i})`

@@ -75,7 +75,7 @@ export function deviceRoutes(ctx: PluginContext, devices: DeviceRegistry) {
         detail: {
           summary: 'The readings a device sent, newest first, rejected ones included with the reason',
           description:
-            'Readings in descending `seq` (the device’s own order, whatever order they arrived in), merged by arrival with the messages refused before a `seq` could be read from them (malformed JSON, oversized payloads, a wrong topic), which have `seq: null`.',
+            'Readings in descending `seq` (the device’s own order, whatever order they arrived in), merged by arrival with the messages refused before a `seq` could be read from them (malformed JSON, an invalid reading, an oversized payload, a warehouse not the device’s), which have `seq: null`.',
         },
       },
     )
