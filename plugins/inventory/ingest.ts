@@ -45,15 +45,15 @@ const GATHER_STEP_MS = 2
  * Batches written at the same time. SQLite has a single writer. On PostgreSQL a second batch starts
  * behind a queue of BUSY_QUEUE or more, overlapping its statements with the first one's until it
  * needs the levels the first one holds. Saturated, this took 10,575 readings/s to 12–13k (with a
- * full MAX_BATCH as the threshold), then to 19–22k (half of it). At half the saturated rate one
- * writer was busy all the time too, its batches back to back (700 messages, 90 ms each): with
- * BUSY_QUEUE at 400 rather than 1,250 the lag p99 at 7,600 readings/s was 229, 283 and 569 ms
- * against 463–480 ms, in alternating runs (BENCHMARKS.md, MQTT ingestion). With fewer than 400
- * waiting, one at a time: a second small batch only adds fixed costs. Locks are taken in key order
- * and a deadlocked batch is retried either way, as replicas of the plugin write concurrently.
+ * full MAX_BATCH as the threshold), then to 19–22k (half of it). Below that, one at a time: with
+ * 400 as the threshold, a second batch also ran at half rate, and in six alternating pairs of runs
+ * its lag p99 was lower in two (229 and 283 ms against 480 and 469) and higher in four (500–569
+ * against 295–463), the machine being short of CPU then (BENCHMARKS.md, MQTT ingestion, fourth session).
+ * Locks are taken in key order and a deadlocked batch is retried either way, as replicas of the
+ * plugin write concurrently.
  */
 const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
-const BUSY_QUEUE = 400
+const BUSY_QUEUE = MAX_BATCH / 2
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
 const MAX_ATTEMPTS = 5
 const RETRYABLE = new Set(['40P01', '40001'])
