@@ -51,7 +51,11 @@ self.addEventListener('message', (event: MessageEvent) => {
   if (message.type === 'open') {
     db = new Database(message.path, { readwrite: true, strict: true })
     db.exec('PRAGMA busy_timeout = 5000;')
-    file = openSync(message.path, 'r')
+    try {
+      file = openSync(message.path, 'r')
+    } catch {
+      // Copies go on without it; SQLite still syncs the file when a copy completes the log.
+    }
     intervalMs = message.intervalMs
     shared = message.shared
     timer = setInterval(passive, intervalMs)
