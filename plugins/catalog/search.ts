@@ -10,7 +10,7 @@
  */
 import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, lte, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { Database, Tables } from '../../kernel/db'
-import { encodeCursor, invalidCursor } from '../../shared/pagination'
+import { decodeCursor, encodeCursor, invalidCursor } from '../../shared/pagination'
 import { Invalid } from '../../shared/errors'
 import { type CatalogSchema, searchCopy } from './schema'
 import { type ProductView, toProductView } from './service'
@@ -124,16 +124,9 @@ interface CursorKey {
   i: string
 }
 
-function decodeKey(cursor: string): CursorKey {
-  let key: unknown
-  try {
-    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-  } catch {
-    throw invalidCursor()
-  }
+const isCursorKey = (key: unknown): key is CursorKey => {
   const k = key as CursorKey
-  if (typeof k !== 'object' || k === null || !SORTS.includes(k.s) || typeof k.f !== 'string' || !isText(k.i, 64)) throw invalidCursor()
-  return k
+  return typeof k === 'object' && k !== null && SORTS.includes(k.s) && typeof k.f === 'string' && isText(k.i, 64)
 }
 
 export class ProductSearch {
@@ -169,7 +162,7 @@ export class ProductSearch {
 
     let after: SQL | undefined
     if (query.cursor !== undefined) {
-      const key = decodeKey(query.cursor)
+      const key = decodeCursor(query.cursor, isCursorKey)!
       if (key.s !== sort || key.f !== fingerprint) throw invalidCursor('this cursor belongs to another query or sort')
       if (!order.valid(key.k)) throw invalidCursor()
       // Row values compare the sort key, then the id: a strict order even when keys tie.
