@@ -222,12 +222,15 @@ export class DeviceRegistry implements MqttAuthority {
       .sort() // rows locked in the same order by every batch
     if (due.length === 0) return
     const { devices } = this.t
-    const flipped = await tx
-      .update(devices)
-      .set({ status: 'online', lastSeenAt: at })
-      .where(and(inArray(devices.id, due), eq(devices.status, 'offline')))
-      .returning({ id: devices.id, warehouse: devices.warehouse })
-    await tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, due), eq(devices.status, 'online')))
+    // Sent together, run in this order: the second also touches the rows the first turned online.
+    const [flipped] = await Promise.all([
+      tx
+        .update(devices)
+        .set({ status: 'online', lastSeenAt: at })
+        .where(and(inArray(devices.id, due), eq(devices.status, 'offline')))
+        .returning({ id: devices.id, warehouse: devices.warehouse }),
+      tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, due), eq(devices.status, 'online'))),
+    ])
     if (flipped.length) await this.events.publishAll('inventory.device.status', flipped.map((d) => ({ deviceId: d.id, warehouse: d.warehouse, status: 'online' as const })))
     this.db.afterCommit(() => {
       for (const id of due) if ((this.lastStored.get(id) ?? -Infinity) < now) this.lastStored.set(id, now)

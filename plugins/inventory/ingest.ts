@@ -14,7 +14,7 @@ import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import type { DeviceRegistry } from './devices'
 import { parseDeviceTopic } from './devices'
-import { type Ledger, type ReorderRules, type SensorGroup, type SensorReading } from './ledger'
+import { type Ledger, levelKey, type ReorderRules, type SensorGroup, type SensorReading } from './ledger'
 import type { InventorySchema } from './schema'
 
 /**
@@ -213,7 +213,12 @@ export class Ingest {
       // The first of several copies of (deviceId, seq) in this batch is the one that counts.
       const firsts = new Map<string, (typeof candidates)[number]>()
       for (const c of candidates) if (!firsts.has(`${c.deviceId}:${c.r.seq}`)) firsts.set(`${c.deviceId}:${c.r.seq}`, c)
-      const known = await this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))])
+      // Two independent reads, sent together: on PostgreSQL each separate wait for a result is a
+      // turn of an event loop that is busy with the next batch's messages.
+      const [known, before] = await Promise.all([
+        this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))]),
+        this.ledger.readLevels(tx, candidates.map((c) => ({ sku: c.r.sku, warehouse: c.warehouse }))),
+      ])
       const rows = [...firsts.values()].map((c) => ({
         id: Bun.randomUUIDv7(),
         deviceId: c.deviceId,
@@ -243,8 +248,8 @@ export class Ingest {
           counts.rejected++
           continue
         }
-        const key = `${row.sku}\u0000${firsts.get(`${row.deviceId}:${row.seq}`)!.warehouse}`
         const c = firsts.get(`${row.deviceId}:${row.seq}`)!
+        const key = levelKey(row.sku, c.warehouse)
         const group = groups.get(key) ?? { sku: c.r.sku, warehouse: c.warehouse, readings: [] }
         groups.set(key, group)
         const reading: SensorReading = { ts: c.r.ts, type: c.r.type, value: c.r.value, reason: `sensor ${c.r.type}`, source: `sensor:${c.deviceId}` }
@@ -254,7 +259,7 @@ export class Ingest {
       mark('group')
       // Levels in key order: the ledger locks them in the order given.
       const ordered = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g)
-      const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, ordered)
+      const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, ordered, before)
       mark('apply')
       const staleIds = [...stale].map((r) => byReading.get(r)!)
       if (staleIds.length)
@@ -262,6 +267,8 @@ export class Ingest {
       counts.stale += staleIds.length
       counts.applied += byReading.size - staleIds.length
       for (const r of byReading.keys()) if (!stale.has(r)) lags.push(Date.now() - r.ts)
+      // Late in the batch: a second batch in flight (PostgreSQL) touches the same devices, and would
+      // wait here for this one's commit rather than write its readings meanwhile.
       await this.devices.seen(tx, [...heard], receivedAt)
       mark('seen')
       await this.ledger.announce(tx, levels, { items: known, alerted })

@@ -18,6 +18,8 @@ export interface Level {
 }
 
 type LevelRow = Tables<InventorySchema>['levels']['$inferSelect']
+/** Level rows by levelKey. */
+export type LevelRows = Map<string, LevelRow>
 export const toLevel = (r: LevelRow): Level => ({ sku: r.sku, warehouse: r.warehouse, onHand: r.onHand, reserved: r.reserved, available: r.onHand - r.reserved })
 
 /** sku + warehouse, as a map key. */
@@ -148,6 +150,19 @@ export class Ledger {
   }
 
   /**
+   * The levels of these SKUs in these warehouses, in one statement (by levelKey; some may not exist).
+   * A level that changes after this read is read again alone by `applySensorReadings`.
+   */
+  async readLevels(tx: Db, at: readonly { sku: string; warehouse: string }[]): Promise<LevelRows> {
+    const { levels } = this.t
+    if (at.length === 0) return new Map()
+    const skus = [...new Set(at.map((l) => l.sku))]
+    const warehouses = [...new Set(at.map((l) => l.warehouse))]
+    const rows = await tx.select().from(levels).where(and(inArray(levels.sku, skus), inArray(levels.warehouse, warehouses)))
+    return new Map(rows.map((l) => [levelKey(l.sku, l.warehouse), l]))
+  }
+
+  /**
    * Applies sensor readings, grouped per level in arrival order, with a few statements per level
    * rather than per reading. The rules make the result independent of arrival order:
    * - a delta from no later than the last applied count is part of that count: stale;
@@ -155,9 +170,11 @@ export class Ledger {
    *   earlier, adjustments, commits) happened on top of it, so onHand = value + their sum;
    *   a count not newer than the last applied one is stale.
    * Each level is written conditionally on what was read, so a concurrent writer (another replica)
-   * makes this level retry instead of being overwritten. Returns the new levels and the stale readings.
+   * makes this level retry instead of being overwritten. `read` is `readLevels` of these levels (or
+   * more) in this transaction, which the caller may have sent along with other statements. Returns
+   * the new levels and the stale readings.
    */
-  async applySensorReadings(tx: Db, groups: SensorGroup[]): Promise<{ levels: Level[]; stale: Set<SensorReading>; alerted: AlertFlags }> {
+  async applySensorReadings(tx: Db, groups: SensorGroup[], read: LevelRows): Promise<{ levels: Level[]; stale: Set<SensorReading>; alerted: AlertFlags }> {
     const { levels, movements } = this.t
     const stale = new Set<SensorReading>()
     const changed: Level[] = []
@@ -165,17 +182,11 @@ export class Ledger {
     if (groups.length === 0) return { levels: changed, stale, alerted }
     const now = new Date()
     const rows: (typeof movements.$inferInsert)[] = []
-    // One read for every level of the batch; a level that changed meanwhile is read again alone.
-    const skus = [...new Set(groups.map((g) => g.sku))]
-    const warehouses = [...new Set(groups.map((g) => g.warehouse))]
-    const readAll = async () =>
-      new Map((await tx.select().from(levels).where(and(inArray(levels.sku, skus), inArray(levels.warehouse, warehouses)))).map((l) => [levelKey(l.sku, l.warehouse), l]))
-    let read = await readAll()
     // Levels seen for the first time are created (a replica may create them at the same moment), then read.
     const missing = groups.filter((g) => !read.has(levelKey(g.sku, g.warehouse)))
     if (missing.length) {
       await this.db.insertMany(levels, missing.map((g) => ({ sku: g.sku, warehouse: g.warehouse, onHand: 0, reserved: 0, updatedAt: now })), { onConflictDoNothing: true })
-      read = await readAll()
+      read = await this.readLevels(tx, groups)
     }
     // Levels that only receive deltas newer than their last count take one statement for all of
     // them: onHand += the sum, on condition that no count newer than the earliest delta landed since.
