@@ -7,8 +7,8 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
-import { inArray } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import { inArray, sql } from 'drizzle-orm'
+import { type Database, type Db, listed, type Tables } from '../../kernel/db'
 import { sqlState } from '../../kernel/db/errors'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -213,12 +213,6 @@ export class Ingest {
       // The first of several copies of (deviceId, seq) in this batch is the one that counts.
       const firsts = new Map<string, (typeof candidates)[number]>()
       for (const c of candidates) if (!firsts.has(`${c.deviceId}:${c.r.seq}`)) firsts.set(`${c.deviceId}:${c.r.seq}`, c)
-      // Two independent reads, sent together: on PostgreSQL each separate wait for a result is a
-      // turn of an event loop that is busy with the next batch's messages.
-      const [known, before] = await Promise.all([
-        this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))]),
-        this.ledger.readLevels(tx, candidates.map((c) => ({ sku: c.r.sku, warehouse: c.warehouse }))),
-      ])
       const rows = [...firsts.values()].map((c) => ({
         id: Bun.randomUUIDv7(),
         deviceId: c.deviceId,
@@ -227,16 +221,28 @@ export class Ingest {
         sku: c.r.sku,
         type: c.r.type,
         value: c.r.value,
-        status: known.has(c.r.sku) ? 'applied' : 'rejected',
-        reason: known.has(c.r.sku) ? null : `unknown SKU ${c.r.sku}`,
+        status: 'applied',
         receivedAt,
       }))
-      mark('known')
       // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate. In key
       // order, as every lock a batch takes, so that concurrent batches (replicas) do not deadlock.
       const byKey = [...rows].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.seq - b.seq))
-      const inserted = new Set(await this.db.insertMany(readings, byKey, { onConflictDoNothing: true, returning: 'id' }))
+      // Sent together with the two reads they do not depend on: on PostgreSQL each separate wait for
+      // a result is a turn of an event loop that is busy with the next batch's messages.
+      const [known, before, stored] = await Promise.all([
+        this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))]),
+        this.ledger.readLevels(tx, candidates.map((c) => ({ sku: c.r.sku, warehouse: c.warehouse }))),
+        this.db.insertMany(readings, byKey, { onConflictDoNothing: true, returning: 'id' }),
+      ])
+      const inserted = new Set(stored)
       await this.db.insertMany(readings, refused)
+      // Readings of a SKU that is not an item are kept, refused (rare: one statement when it happens).
+      const unknown = rows.filter((r) => inserted.has(r.id) && !known.has(r.sku)).map((r) => r.id)
+      if (unknown.length)
+        await tx
+          .update(readings)
+          .set({ status: 'rejected', reason: sql`'unknown SKU ' || ${readings.sku}` })
+          .where(inArray(readings.id, listed(this.db.dialect, sql`${JSON.stringify(unknown)}`)))
       counts.duplicate += candidates.length - inserted.size
       mark('readings')
 
@@ -244,7 +250,7 @@ export class Ingest {
       const byReading = new Map<SensorReading, string>()
       for (const row of rows) {
         if (!inserted.has(row.id)) continue
-        if (row.status === 'rejected') {
+        if (!known.has(row.sku)) {
           counts.rejected++
           continue
         }
