@@ -133,7 +133,7 @@ export const kernelSettings = {
   REALTIME_MAX_PAYLOAD_BYTES: setting.int('largest Socket.IO event payload a handler sees (larger ones get an error ack); the connection closes beyond 16 times this', 65_536, 1_024, 16_777_216),
   REALTIME_REVOCATION_SWEEP_SECONDS: setting.int('how often open Socket.IO connections are checked for tokens revoked since their handshake (a disabled user is disconnected); revocations made in the same process act at once', 5, 1, 3_600),
   REALTIME_POLLING: setting.bool('allow the HTTP long-polling transport; with several processes behind one address it needs sticky sessions (false = WebSocket only)', true),
-  REALTIME_STREAM_MAXLEN: setting.int('entries of the Redis stream that carries Socket.IO emits between processes (bounds how far back recovery reaches)', 100_000, 1_000),
+  REALTIME_STREAM_MAXLEN: setting.int('Socket.IO emits kept for connection state recovery: entries of the Redis stream that carries them between processes, or per namespace in memory in one process (bounds how far back recovery reaches)', 100_000, 1_000),
   EVENT_BUS: setting.oneOf('event transport between the outbox relay and handlers: in-process (this process only) or redis-streams (across processes, needs REDIS_URL)', ['in-process', 'redis-streams'], 'in-process'),
   EVENT_MAX_ATTEMPTS: setting.int('deliveries of an event to one handler before it is dead-lettered', 5, 1),
   EVENT_RETRY_BASE_MS: setting.int('first retry delay of a failed handler; doubles on each attempt', 200, 0),

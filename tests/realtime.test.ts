@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Kernel } from '../kernel/kernel'
 import { adminToken, baseEnv, client, eventually, isolatedStore, ROOT, services, startServer, type TestServer, userWithRole, variant } from './harness'
-import { closeAll, connect, refusal, waitFor } from './realtime-client'
+import { type Client, closeAll, connect, refusal, waitFor } from './realtime-client'
 
 const ECHO = '/echo'
 let n = 0
@@ -235,6 +235,58 @@ describe(`Socket.IO lifecycle (${variant})`, () => {
       await server.stop()
     }
   })
+
+  test('in one process, emits nobody can receive are not kept, and those kept for recovery are bounded by REALTIME_STREAM_MAXLEN', async () => {
+    // The in-memory adapter, whatever the variant: with Redis the stream's MAXLEN bounds recovery.
+    const server = await startServer({ REDIS_URL: '', REALTIME_STREAM_MAXLEN: '1000', REALTIME_EVENTS_PER_SECOND: '100000' })
+    const kept = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text()
+      const line = text.split('\n').find((l) => l.startsWith('realtime_recovery_packets{namespace="/echo"} '))
+      expect(line).toBeDefined()
+      return Number(line!.split(' ')[1])
+    }
+    const emit = async (sender: Client, r: string, from: number, count: number) => {
+      for (let n = from; n < from + count; n++) expect(await sender.emitWithAck('room:emit', { room: r, n })).toEqual({ ok: true })
+    }
+    try {
+      const admin = await adminToken(server.url)
+      const sender = await connect(server.url, ECHO, admin)
+      await waitFor(sender, 'welcome')
+      const before = await kept()
+
+      // A room nobody is in, and no session waiting to be recovered: nothing to keep.
+      await emit(sender, room(), 0, 300)
+      expect(await kept()).toBe(before)
+
+      // A room with a client: every emit reaches it, and at most 1,000 (plus a tenth) are kept.
+      const r = room()
+      const watcher = await connect(server.url, ECHO, admin)
+      await waitFor(watcher, 'welcome')
+      expect(await watcher.emitWithAck('room:join', { room: r })).toEqual({ ok: true })
+      await emit(sender, r, 0, 1_500)
+      await waitFor(watcher, 'room:message', 1_500)
+      expect(watcher.received('room:message').map((m: { n: number }) => m.n)).toEqual([...Array(1_500).keys()])
+      const bounded = await kept()
+      expect(bounded).toBeGreaterThanOrEqual(1_000)
+      expect(bounded).toBeLessThanOrEqual(1_100)
+
+      // Away while more than that was emitted: its last packet is gone, so it starts a new session
+      // (no rooms: the next emit to the room does not reach it) instead of a replay with a gap.
+      const gauge = 'realtime_connected_sockets{namespace="/echo"}'
+      const metric = async () => Number((await (await fetch(`${server.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(gauge + ' '))!.split(' ')[1])
+      watcher.io.engine.close()
+      await eventually(async () => (await metric()) === 1)
+      await emit(sender, r, 1_500, 1_200)
+      await eventually(async () => watcher.connected)
+      expect(watcher.recovered).toBe(false)
+      await emit(sender, r, 2_700, 1)
+      await Bun.sleep(100)
+      expect(watcher.received('room:message')).toHaveLength(1_500)
+    } finally {
+      closeAll()
+      await server.stop()
+    }
+  }, 60_000)
 
   test('two plugins registering one namespace stop start-up, naming both', async () => {
     const store = isolatedStore()

@@ -49,7 +49,9 @@ export class Metrics {
     const registers = [this.registry]
     return {
       counter: <L extends string>(n: string, help: string, labelNames: L[] = []) => new Counter<L>({ name: name(n), help, labelNames, registers }),
-      gauge: <L extends string>(n: string, help: string, labelNames: L[] = []) => new Gauge<L>({ name: name(n), help, labelNames, registers }),
+      /** `collect`, if given, sets the gauge's values when it is scraped. */
+      gauge: <L extends string>(n: string, help: string, labelNames: L[] = [], collect?: (this: Gauge<L>) => void) =>
+        new Gauge<L>({ name: name(n), help, labelNames, registers, collect }),
       histogram: <L extends string>(n: string, help: string, labelNames: L[] = [], buckets?: number[]) =>
         new Histogram<L>({ name: name(n), help, labelNames, buckets, registers }),
     }

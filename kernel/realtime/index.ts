@@ -90,7 +90,7 @@ export class RealtimeServer {
     const recovers = (name: string) => this.namespaces.get(name)?.recovery ?? true
     this.adapter = config.REDIS_URL
       ? redisAdapter({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, maxLen: config.REALTIME_STREAM_MAXLEN }, log, recovers)
-      : memoryAdapter(recovers)
+      : memoryAdapter(recovers, config.REALTIME_STREAM_MAXLEN)
     const io = new Server({
       serveClient: false,
       adapter: this.adapter.adapter as never,
@@ -106,6 +106,12 @@ export class RealtimeServer {
 
     const m = metrics.forPlugin('realtime')
     const sockets = m.gauge('connected_sockets', 'Socket.IO connections open in this process, by namespace', ['namespace'])
+    const adapter = this.adapter
+    const recovering = [...this.namespaces.values()].filter((n) => n.recovery).map((n) => n.name)
+    if (adapter.kept)
+      m.gauge('recovery_packets', 'Emits kept in this process for connection state recovery, by namespace (in-memory adapter)', ['namespace'], function () {
+        for (const namespace of recovering) this.set({ namespace }, adapter.kept!(namespace) ?? 0)
+      })
     const events = m.counter('events_total', 'Socket.IO client events by namespace, event and outcome', ['namespace', 'event', 'outcome'])
     // Client events are counted here and added to the counter once per event-loop turn: prom-client
     // hashes the labels on every inc, even a labelled child's, which cost more than the counting.

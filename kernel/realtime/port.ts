@@ -88,5 +88,7 @@ export interface Realtime {
 export interface RealtimeAdapter {
   readonly kind: 'memory' | 'redis'
   readonly adapter: unknown
+  /** Packets the adapter keeps in this process's memory for recovery in `namespace` (undefined: none, or not in memory). */
+  kept?(namespace: string): number | undefined
   close(): Promise<void>
 }
