@@ -14,6 +14,10 @@
  *       (extra flags for the server's bun, e.g. a CPU profile written when it stops)
  *   BENCH_SERVER_LOG=/tmp/server.log BENCH_SERVER_LOG_LEVEL=debug bun scripts/bench/ingest.ts
  *       (keeps the server's whole output; at debug level, with each ingest batch's time per step)
+ *   bun scripts/bench/ingest.ts --dashboards 1
+ *       (that many managers' dashboards watch every warehouse on /live through the Tessera rounds,
+ *       each receiving every stock:changed; without one the live feed costs nothing, since an emit
+ *       nobody can receive is dropped)
  *   BENCH_PLUGINS=auth,inventory bun scripts/bench/ingest.ts
  *       (a diagnostic only: the server hosts just these plugins instead of every one, e.g. to see
  *       what the other consumers of inventory's events cost; the benchmark's figures use all)
@@ -52,6 +56,7 @@ import { parseArgs } from 'node:util'
 import type { Subprocess } from 'bun'
 import mqtt from 'mqtt'
 import postgres from 'postgres'
+import { io } from 'socket.io-client'
 import { connectDevice, type Device } from '../../iot/device'
 import { type DeviceCredentials, type Fleet, inventoryApi, provisionFleet } from '../../iot/provision'
 import type { LoadWorkerConfig, RunCommand, RunResult } from './ingest-load.ts'
@@ -102,6 +107,8 @@ interface Options {
   countEvery: number
   minRatio: number
   maxLagMs: number
+  /** Socket.IO clients watching /live (every warehouse) through each Tessera round. */
+  dashboards: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,6 +133,7 @@ function readOptions(): Options {
       'count-every': { type: 'string', default: '0' },
       'min-ratio': { type: 'string', default: '0.50' },
       'max-lag-ms': { type: 'string', default: '250' },
+      dashboards: { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -157,12 +165,13 @@ function readOptions(): Options {
     countEvery: integer('--count-every', values['count-every'], true),
     minRatio: number('--min-ratio', values['min-ratio']),
     maxLagMs: number('--max-lag-ms', values['max-lag-ms']),
+    dashboards: integer('--dashboards', values.dashboards, true),
   }
 }
 
 const USAGE = `usage: bun scripts/bench/ingest.ts [--database sqlite|postgres|both] [--duration 10] [--warmup 3] [--devices 500]
   [--rounds 1] [--warehouses 5] [--skus 200] [--max-in-flight 10] [--lag-fraction 0.5] [--probe-ms 50]
-  [--poll-ms 20] [--count-every 0] [--min-ratio 0.50] [--max-lag-ms 250] [--lag-rate N]
+  [--poll-ms 20] [--count-every 0] [--min-ratio 0.50] [--max-lag-ms 250] [--lag-rate N] [--dashboards 0]
 env: BENCH_DATABASE_URL=postgres://… (the PostgreSQL server; selects postgres when --database is not given)`
 
 function fail(message: string): never {
@@ -404,6 +413,8 @@ interface RoundResult {
   subscriberCpuPercent?: number
   load: RunResult
   lag?: LagResult
+  /** Tessera with --dashboards: stock:changed each dashboard received per second during the lag phase. */
+  dashboardEventsPerSecond?: number
   /** Tessera only: what happened inside the server during the saturated window. */
   inside?: InsideFigures
   /** Numbers that do not add up. */
@@ -693,9 +704,11 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
   cleanups.add(store.cleanup)
   let server: TesseraServer | undefined
   let worker: LoadWorker | undefined
+  let dashboards: Dashboards | undefined
   try {
     server = await startTessera(store.url, store.appName)
     const token = await login(server.baseUrl)
+    dashboards = await watchLive(server.baseUrl, token, options.dashboards)
     const started = Date.now()
     const fleet = await provisionFleet({
       api: server.baseUrl,
@@ -744,7 +757,11 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
     // Phase 2: below saturation, with the probe.
     const rate = options.lagRate ?? Math.max(1, Math.round(applied * options.lagFraction))
     const notes: string[] = []
+    const seenBefore = dashboards.received()
+    const lagStarted = Date.now()
     const lag = await lagPhase(server, token, probeCredentials, worker, rate, options, problems, notes)
+    const dashboardEventsPerSecond = options.dashboards ? (dashboards.received() - seenBefore) / options.dashboards / ((Date.now() - lagStarted) / 1000) : undefined
+    if (dashboardEventsPerSecond !== undefined) console.error(`  dashboards: each received ${formatInt(dashboardEventsPerSecond)} stock:changed/s over the lag phase (its warm-up and settling included)`)
 
     // Everything acknowledged must be in the ledger exactly once: applied (or stale, for counts).
     const final = await scrapeMetrics(server.baseUrl)
@@ -773,16 +790,41 @@ async function tesseraRound(kind: DatabaseKind, options: Options): Promise<Round
       loadCpuPercent: load.cpuPercent,
       load,
       lag: lag.result,
+      dashboardEventsPerSecond,
       inside,
       problems,
       notes,
     }
   } finally {
+    dashboards?.close()
     await worker?.stop()
     if (server) await stopChild(server.proc, STOP_GRACE_MS)
     cleanups.delete(store.cleanup)
     await store.cleanup().catch((error) => console.error(`  cleanup of ${kind} failed: ${error instanceof Error ? error.message : error}`))
   }
+}
+
+interface Dashboards {
+  /** stock:changed received so far by all of them. */
+  received(): number
+  close(): void
+}
+
+/** `count` managers' dashboards: /live sockets watching every warehouse (the default subscription). */
+async function watchLive(baseUrl: string, token: string, count: number): Promise<Dashboards> {
+  let received = 0
+  const sockets = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const socket = io(`${baseUrl}/live`, { auth: { token }, transports: ['websocket'] })
+      socket.on('stock:changed', () => received++)
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve)
+        socket.once('connect_error', reject)
+      })
+      return socket
+    }),
+  )
+  return { received: () => received, close: () => sockets.forEach((s) => s.close()) }
 }
 
 /**
@@ -934,7 +976,8 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
   const lines = [
     `MQTT QoS 1 ingestion: ${options.devices} devices, ${options.maxInFlight} publishes in flight each, one reading per message` +
       `${options.countEvery ? ` (1 in ${options.countEvery} a count)` : ' (deltas)'}, ${options.warmupSec} s warm-up + ${options.durationSec} s, ` +
-      `best of ${options.rounds} round${options.rounds > 1 ? 's' : ''}`,
+      `best of ${options.rounds} round${options.rounds > 1 ? 's' : ''}` +
+      `${options.dashboards ? `; ${options.dashboards} /live dashboard${options.dashboards > 1 ? 's' : ''} watching every warehouse` : ''}`,
     `msgs/s: raw = received by a QoS 1 subscriber; tessera = inventory_readings_total{outcome="applied"} growth. ` +
       `Lag at ${options.lagRate ? `${formatInt(options.lagRate)} readings/s` : `${options.lagFraction * 100}% of the tessera rate`}: probe publish → visible on GET /stock, and p99 of inventory_ingest_lag_seconds.`,
     '',
