@@ -37,7 +37,8 @@
  *   about 1.7 ms of CPU, so polling flat out would itself load it by a quarter of a core) until
  *   onHand shows each one: lag p50/p99 = publish → visible (to within one poll).
  *   The p99 of `inventory_ingest_lag_seconds` over that window (from its histogram buckets) is
- *   reported beside it.
+ *   reported beside it, and so are the polls' response times (how the server answers HTTP while
+ *   it ingests).
  * Readings are `delta`s of ±1..3 on a random SKU (one in --count-every is a `count`; 0 = none).
  * --max-in-flight (publishes awaiting their PUBACK per device, the same for every target) defaults
  * to 10, i.e. 5,000 in flight for 500 devices. With iot/device.ts' default of 100 (50,000 in flight)
@@ -428,6 +429,8 @@ interface LagResult {
   ackedPerSecond: number
   probes: number
   pollsPerSecond: number
+  /** GET /stock response times of the polls made inside the window (ms): p50, p99. */
+  pollMs: { p50: number; p99: number }
   p50Ms: number
   p99Ms: number
   maxMs: number
@@ -869,12 +872,16 @@ async function lagPhase(
     probe.enqueue({ sku: PROBE_SKU, type: 'delta', value: 1 })
   }, options.probeMs)
 
+  // Response times of the polls inside the window: how the server answers HTTP while it ingests.
+  const pollTimes: number[] = []
   const poller = (async () => {
     let seen = 0
     while (!abandoned) {
+      const asked = Date.now()
       const onHand = (await readOnHand()) - base
       polls++
       const now = Date.now()
+      if (asked >= window.start && now <= window.end) pollTimes.push(now - asked)
       for (; seen < onHand && seen < publishedAt.length; seen++) visibleAfter[seen] = now - publishedAt[seen]
       if (!publishing && seen >= publishedAt.length) return
       await Bun.sleep(options.pollMs)
@@ -923,6 +930,10 @@ async function lagPhase(
     ackedPerSecond: load.ackedPerSecond,
     probes: samples.length,
     pollsPerSecond: (pollsAt[1] - pollsAt[0]) / ((window.end - window.start) / 1000),
+    pollMs: (() => {
+      const sorted = [...pollTimes].sort((a, b) => a - b)
+      return sorted.length ? { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99) } : { p50: 0, p99: 0 }
+    })(),
     p50Ms: quantile(samples, 0.5),
     p99Ms: quantile(samples, 0.99),
     maxMs: samples[samples.length - 1],
@@ -1034,7 +1045,8 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
     const lag = s.bestLag!.lag!
     lines.push(
       `${kind} lag phase: ${formatInt(lag.rate)} readings/s asked (${options.lagRate ? 'fixed by --lag-rate' : `${options.lagFraction * 100}% of that round's rate`}), ${formatInt(lag.ackedPerSecond)}/s acknowledged, ` +
-        `server CPU ${formatPercent(lag.serverCpuPercent)}; probe publish→visible max ${lag.maxMs} ms over ${lag.probes} probes, ${formatInt(lag.pollsPerSecond)} polls/s; ` +
+        `server CPU ${formatPercent(lag.serverCpuPercent)}; probe publish→visible max ${lag.maxMs} ms over ${lag.probes} probes, ${formatInt(lag.pollsPerSecond)} polls/s ` +
+        `(GET /stock answered in p50 ${lag.pollMs.p50} ms, p99 ${lag.pollMs.p99} ms); ` +
         `device queue→PUBACK p99 ${lag.ackLatencyP99Ms} ms`,
     )
   }
