@@ -105,30 +105,6 @@ describe(`/live dashboards (${variant})`, () => {
     expect((await waitFor(watching, 'stock:changed', 2)).map((s) => s.onHand)).toEqual([20, 5])
   })
 
-  test('a level changing faster than every 250 ms goes out at most that often, first and latest state included', async () => {
-    const { warehouse, sku } = await warehouseWithItem()
-    const watching = await dashboard([warehouse])
-    const started = Date.now()
-    // Twelve changes one after another, as fast as HTTP allows (a few ms apart).
-    for (let i = 1; i <= 12; i++) expect((await api().post(`${INV}/adjustments`, { sku, warehouse, delta: 1, reason: 'count' }, manager)).status).toBe(201)
-    const took = Date.now() - started
-
-    // The first goes out at once, the last always arrives: onHand 12, within ~250 ms of the last change.
-    await waitFor(watching, 'stock:changed')
-    const last = async () => watching.received('stock:changed').at(-1)?.onHand
-    const deadline = Date.now() + 2_000
-    while ((await last()) !== 12 && Date.now() < deadline) await Bun.sleep(10)
-    const got = watching.received('stock:changed').map((s: { onHand: number }) => s.onHand)
-    expect(got[0]).toBe(1)
-    expect(got.at(-1)).toBe(12)
-    // Increasing (states in order), and no more than one per 250 ms of the changes, plus the first.
-    expect([...got].sort((a, b) => a - b)).toEqual(got)
-    expect(got.length).toBeLessThanOrEqual(Math.floor(took / 250) + 2)
-    expect(got.length).toBeLessThan(12)
-    await Bun.sleep(400)
-    expect(watching.received('stock:changed')).toHaveLength(got.length) // nothing after the latest
-  })
-
   test('subscribe adds warehouses, unsubscribe removes them; each ack names what is in force', async () => {
     const a = await warehouseWithItem()
     const b = await warehouseWithItem()

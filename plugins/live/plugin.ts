@@ -10,11 +10,9 @@
  * Subscriptions survive a brief drop (connection state recovery keeps the rooms).
  */
 import { t } from 'elysia'
-import { definePlugin, pluginState } from '../../kernel/plugin'
+import { definePlugin } from '../../kernel/plugin'
 import type { RealtimeSocket } from '../../kernel/realtime'
-import { EVERY_WAREHOUSE, type LevelThrottle, relayInventory, warehouseRoom } from './events'
-
-const throttles = pluginState<LevelThrottle>()
+import { EVERY_WAREHOUSE, relayInventory, warehouseRoom } from './events'
 
 const Warehouses = t.Object(
   { warehouses: t.Array(t.String({ minLength: 1, maxLength: 32, pattern: '^[^\\s]+$' }), { minItems: 1, maxItems: 200, uniqueItems: true }) },
@@ -48,10 +46,6 @@ export default definePlugin({
       for (const code of warehouses) await socket.leave(code === '*' ? EVERY_WAREHOUSE : warehouseRoom(code))
       return { ok: true, warehouses: subscribed(socket) }
     })
-    throttles.set(ctx, relayInventory(ctx, live))
-  },
-  async stop(ctx) {
-    // The latest states still waiting go out before the namespace closes.
-    throttles.get(ctx).stop()
+    relayInventory(ctx, live)
   },
 })
