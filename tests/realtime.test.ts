@@ -239,12 +239,13 @@ describe(`Socket.IO lifecycle (${variant})`, () => {
   test('in one process, emits nobody can receive are not kept, and those kept for recovery are bounded by REALTIME_STREAM_MAXLEN', async () => {
     // The in-memory adapter, whatever the variant: with Redis the stream's MAXLEN bounds recovery.
     const server = await startServer({ REDIS_URL: '', REALTIME_STREAM_MAXLEN: '1000', REALTIME_EVENTS_PER_SECOND: '100000' })
-    const kept = async () => {
+    const series = async (name: string) => {
       const text = await (await fetch(`${server.url}/metrics`)).text()
-      const line = text.split('\n').find((l) => l.startsWith('realtime_recovery_packets{namespace="/echo"} '))
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{namespace="/echo"} `))
       expect(line).toBeDefined()
       return Number(line!.split(' ')[1])
     }
+    const kept = () => series('realtime_recovery_packets')
     const emit = async (sender: Client, r: string, from: number, count: number) => {
       for (let n = from; n < from + count; n++) expect(await sender.emitWithAck('room:emit', { room: r, n })).toEqual({ ok: true })
     }
@@ -272,10 +273,8 @@ describe(`Socket.IO lifecycle (${variant})`, () => {
 
       // Away while more than that was emitted: its last packet is gone, so it starts a new session
       // (no rooms: the next emit to the room does not reach it) instead of a replay with a gap.
-      const gauge = 'realtime_connected_sockets{namespace="/echo"}'
-      const metric = async () => Number((await (await fetch(`${server.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(gauge + ' '))!.split(' ')[1])
       watcher.io.engine.close()
-      await eventually(async () => (await metric()) === 1)
+      await eventually(async () => (await series('realtime_connected_sockets')) === 1)
       await emit(sender, r, 1_500, 1_200)
       await eventually(async () => watcher.connected)
       expect(watcher.recovered).toBe(false)

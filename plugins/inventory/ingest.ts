@@ -246,7 +246,7 @@ export class Ingest {
       counts.duplicate += candidates.length - inserted.size
       mark('readings')
       await this.breathe()
-      mark('turn')
+      mark('turn1')
 
       const groups = new Map<string, SensorGroup>()
       const byReading = new Map<SensorReading, string>()
