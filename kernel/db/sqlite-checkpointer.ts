@@ -11,6 +11,7 @@
  */
 import { Database } from 'bun:sqlite'
 import { closeSync, fsyncSync, openSync } from 'node:fs'
+import { COPIED, COPY_MS, type CheckpointerMessage, FRAMES } from './sqlite-checkpoint-protocol'
 
 declare const self: Worker
 let db: Database | undefined
@@ -26,12 +27,6 @@ let copied = 0
 let timer: ReturnType<typeof setInterval> | undefined
 let intervalMs = 1000
 let shared: Int32Array<ArrayBufferLike> = new Int32Array(3)
-/** Indexes into `shared`. */
-export const FRAMES = 0
-export const COPIED = 1
-export const COPY_MS = 2
-
-export type CheckpointerMessage = { type: 'open'; path: string; intervalMs: number; shared: Int32Array } | { type: 'copy' } | { type: 'stop' }
 
 const passive = () => {
   try {

@@ -15,7 +15,7 @@ import { migrate } from 'drizzle-orm/bun-sqlite/migrator'
 import type { PgTable } from 'drizzle-orm/pg-core'
 import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
 import type { Database, Db, Reader } from './port'
-import { COPIED, COPY_MS, type CheckpointerMessage, FRAMES } from './sqlite-checkpointer'
+import { COPIED, COPY_MS, type CheckpointerMessage, FRAMES } from './sqlite-checkpoint-protocol'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
 
