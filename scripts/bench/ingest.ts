@@ -38,7 +38,8 @@
  *   onHand shows each one: lag p50/p99 = publish → visible (to within one poll).
  *   The p99 of `inventory_ingest_lag_seconds` over that window (from its histogram buckets) is
  *   reported beside it, and so are the polls' response times (how the server answers HTTP while
- *   it ingests).
+ *   it ingests) and those of an fsync of 4 KiB in the temporary directory every 100 ms (how busy
+ *   the machine's disk was: a slow lag phase beside slow fsyncs is the machine's).
  * Readings are `delta`s of ±1..3 on a random SKU (one in --count-every is a `count`; 0 = none).
  * --max-in-flight (publishes awaiting their PUBACK per device, the same for every target) defaults
  * to 10, i.e. 5,000 in flight for 500 devices. With iot/device.ts' default of 100 (50,000 in flight)
@@ -51,6 +52,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, rmSync, writeFileSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -72,6 +74,8 @@ const ADMIN = { email: 'bench-admin@example.com', password: 'bench-admin-passwor
 const PREFIX = 'BENCH'
 const PROBE_SKU = `${PREFIX}-PROBE`
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/test'
+/** How often the lag phase times an fsync in the temporary directory (the disk's state beside the run). */
+const DISK_PROBE_MS = 100
 /** After the lag window, how long probe readings published in it may take to show up. */
 const PROBE_SETTLE_MS = 60_000
 const PROBE_MAX_IN_FLIGHT = 100_000
@@ -431,6 +435,8 @@ interface LagResult {
   pollsPerSecond: number
   /** GET /stock response times of the polls made inside the window (ms): p50, p99. */
   pollMs: { p50: number; p99: number }
+  /** fsync of a 4 KiB write in the temporary directory, every DISK_PROBE_MS inside the window (ms): how busy the disk was. */
+  fsyncMs: { p50: number; p99: number; max: number }
   p50Ms: number
   p99Ms: number
   maxMs: number
@@ -888,6 +894,28 @@ async function lagPhase(
     }
   })().catch((error) => (pollError = error))
 
+  // The disk's answer time beside the run: a slow lag phase with a slow fsync is the machine's.
+  const fsyncTimes: number[] = []
+  const diskFile = join(tmpdir(), `tessera-bench-fsync-${randomBytes(4).toString('hex')}`)
+  const disk = await open(diskFile, 'w')
+  const page = Buffer.alloc(4096, 1)
+  let syncing = false
+  const diskProbe = setInterval(() => {
+    if (syncing) return
+    syncing = true
+    const asked = performance.now()
+    // On the thread pool, so this process's event loop (the poller, the probe) does not wait.
+    void disk
+      .write(page, 0, page.length, 0)
+      .then(() => disk.sync())
+      .then(() => {
+        const at = Date.now()
+        if (at >= window.start && at <= window.end) fsyncTimes.push(performance.now() - asked)
+      })
+      .catch(() => {})
+      .finally(() => (syncing = false))
+  }, DISK_PROBE_MS)
+
   const edges: { scrape: Scrape; cpu: number | null }[] = []
   let load: RunResult
   let settled: boolean
@@ -908,6 +936,9 @@ async function lagPhase(
     publishing = false
     abandoned = true
     clearInterval(publisher)
+    clearInterval(diskProbe)
+    await disk.close().catch(() => {})
+    rmSync(diskFile, { force: true })
     await Promise.race([probe.close(2000).catch(() => {}), Bun.sleep(5_000)])
   }
   if (pollError) throw pollError
@@ -933,6 +964,10 @@ async function lagPhase(
     pollMs: (() => {
       const sorted = [...pollTimes].sort((a, b) => a - b)
       return sorted.length ? { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99) } : { p50: 0, p99: 0 }
+    })(),
+    fsyncMs: (() => {
+      const sorted = fsyncTimes.map((ms) => Math.round(ms * 10) / 10).sort((a, b) => a - b)
+      return sorted.length ? { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! } : { p50: 0, p99: 0, max: 0 }
     })(),
     p50Ms: quantile(samples, 0.5),
     p99Ms: quantile(samples, 0.99),
@@ -1047,6 +1082,7 @@ function report(raw: Summary, tessera: Map<DatabaseKind, Summary>, options: Opti
       `${kind} lag phase: ${formatInt(lag.rate)} readings/s asked (${options.lagRate ? 'fixed by --lag-rate' : `${options.lagFraction * 100}% of that round's rate`}), ${formatInt(lag.ackedPerSecond)}/s acknowledged, ` +
         `server CPU ${formatPercent(lag.serverCpuPercent)}; probe publish→visible max ${lag.maxMs} ms over ${lag.probes} probes, ${formatInt(lag.pollsPerSecond)} polls/s ` +
         `(GET /stock answered in p50 ${lag.pollMs.p50} ms, p99 ${lag.pollMs.p99} ms); ` +
+        `disk: fsync of 4 KiB p50 ${lag.fsyncMs.p50} ms, p99 ${lag.fsyncMs.p99} ms, max ${lag.fsyncMs.max} ms; ` +
         `device queue→PUBACK p99 ${lag.ackLatencyP99Ms} ms`,
     )
   }
