@@ -106,11 +106,10 @@ export class RealtimeServer {
 
     const m = metrics.forPlugin('realtime')
     const sockets = m.gauge('connected_sockets', 'Socket.IO connections open in this process, by namespace', ['namespace'])
-    const adapter = this.adapter
-    const recovering = [...this.namespaces.values()].filter((n) => n.recovery).map((n) => n.name)
-    if (adapter.kept)
+    const kept = this.adapter.kept?.bind(this.adapter)
+    if (kept)
       m.gauge('recovery_packets', 'Emits kept in this process for connection state recovery, by namespace (in-memory adapter)', ['namespace'], function () {
-        for (const namespace of recovering) this.set({ namespace }, adapter.kept!(namespace) ?? 0)
+        for (const [namespace, packets] of kept()) this.set({ namespace }, packets)
       })
     const events = m.counter('events_total', 'Socket.IO client events by namespace, event and outcome', ['namespace', 'event', 'outcome'])
     // Client events are counted here and added to the counter once per event-loop turn: prom-client

@@ -24,7 +24,7 @@ export function memoryAdapter(recovers: (namespace: string) => boolean, maxPacke
     recovering.set(nsp.name, made)
     return made
   }
-  return { kind: 'memory', adapter, kept: (namespace) => recovering.get(namespace)?.kept, close: async () => {} }
+  return { kind: 'memory', adapter, kept: () => [...recovering].map(([name, a]) => [name, a.kept]), close: async () => {} }
 }
 
 /** Whether some socket of this process is in one of the emit's rooms (any socket, for an emit to the whole namespace). */

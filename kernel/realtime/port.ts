@@ -88,7 +88,7 @@ export interface Realtime {
 export interface RealtimeAdapter {
   readonly kind: 'memory' | 'redis'
   readonly adapter: unknown
-  /** Packets the adapter keeps in this process's memory for recovery in `namespace` (undefined: none, or not in memory). */
-  kept?(namespace: string): number | undefined
+  /** Per namespace with recovery, the packets the adapter keeps for it in this process's memory (absent: not kept in memory). */
+  kept?(): Iterable<[namespace: string, packets: number]>
   close(): Promise<void>
 }
