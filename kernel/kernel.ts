@@ -207,8 +207,8 @@ export class Kernel {
           events: {
             publish: (type, payload) => outbox.record(envelope(name, type, payload)),
             publishAll: (type, payloads) => outbox.record(...payloads.map((payload) => envelope(name, type, payload))),
-            on: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never)),
-            onBatch: (type, handler) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never)),
+            on: (type, handler, options) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never, options)),
+            onBatch: (type, handler, options) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never, options)),
             observe: (type, handler) =>
               bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
           },

@@ -10,7 +10,7 @@ import type { Call } from './calls'
 import type { CallMeta } from './calls/port'
 import type { Spec, Values } from './config'
 import type { Database, Db, Schema, Tables } from './db'
-import type { EventEnvelope } from './events/port'
+import type { ConsumerOptions, EventEnvelope } from './events/port'
 import type { Identity } from './http/identity'
 import type { PluginMetrics } from './http/metrics'
 import type { PluginRouter } from './http/router'
@@ -41,15 +41,20 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     publish<E extends EventType>(type: E, payload: EventPayload<E>): Promise<void>
     /** The same for many events of one type at once (one write). */
     publishAll<E extends EventType>(type: E, payloads: EventPayload<E>[]): Promise<void>
-    /** Handles `type` exactly once per event, inside a transaction (`tx`), with retries and dead-lettering. */
-    on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>): void
+    /**
+     * Handles `type` exactly once per event, inside a transaction (`tx`), with retries and
+     * dead-lettering. `{ idempotent: true }`: the handler has the same effect however often and in
+     * whatever order an event reaches it, so no processed-event record is written for it (one row
+     * per event saved); a repeated delivery is handled again (ConsumerOptions).
+     */
+    on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>, options?: ConsumerOptions): void
     /**
      * The same guarantees as `on` (once per event, in a transaction, retries, dead letter), for a
      * handler that takes the events that arrived together at once, as they arrived, repeats left
      * out: one set of statements per batch instead of per event, for busy feeds. When a batch
      * fails, each of its events is handled again alone, so `events` may hold a single one.
      */
-    onBatch<E extends EventType>(type: E, handler: (events: EventEnvelope<EventPayload<E>>[], tx: Db) => Promise<void>): void
+    onBatch<E extends EventType>(type: E, handler: (events: EventEnvelope<EventPayload<E>>[], tx: Db) => Promise<void>, options?: ConsumerOptions): void
     /**
      * Watches `type` best-effort, for feeds where a missed or repeated event does no harm (live
      * dashboards): `handler` runs after the event committed, without a transaction, processed-event

@@ -165,6 +165,27 @@ for (const bus of busAdapters) {
       expect(await eventually(async () => (await metric(server.url, 'duplicate')) > duplicatesBefore)).toBe(true)
       expect(await effectsOf(body.id)).toHaveLength(1)
     })
+
+    test('a consumer declared idempotent gets no processed-event record, and a repeated delivery is handed to it again', async () => {
+      const { body } = await api().post('/api/v1/ledger/entries', { note: 'tallied', tally: true })
+      const tallies = async () => (await api().get('/api/v1/ledger/tallies')).body as Record<string, number>
+      const db = openDatabase(server.env.DATABASE_URL)
+      const { outbox, processed } = materialize(eventTables, db.dialect)
+      try {
+        const row = (await db.read.select().from(outbox)).find((r) => r.type === 'ledger.entry.tallied' && (r.payload as { entryId?: string }).entryId === body.id)
+        expect(row).toBeDefined()
+        expect(await eventually(async () => (await tallies())[row!.id] === 1)).toBe(true)
+        const records = await db.read.select().from(processed).where(inArray(processed.eventId, [row!.id]))
+        expect(records).toEqual([])
+        const duplicatesBefore = await metric(server.url, 'duplicate')
+        // Delivered again, as after a crash between delivery and bookkeeping: no record stops it.
+        await db.transaction((tx) => tx.update(outbox).set({ publishedAt: null, leaseUntil: null }).where(inArray(outbox.id, [row!.id])))
+        expect(await eventually(async () => (await tallies())[row!.id] === 2)).toBe(true)
+        expect(await metric(server.url, 'duplicate')).toBe(duplicatesBefore)
+      } finally {
+        await db.close()
+      }
+    })
   })
 
   describe(`event bus contract: ${bus}, hand-off after commit (${variant})`, () => {

@@ -2,13 +2,14 @@
  * Wraps every consumer so that delivery is safe to repeat: the handler runs in a transaction
  * together with its processed-event record (a duplicate finds the record and does nothing), a
  * failure is retried with exponential backoff, and after the last attempt the event is parked in
- * the dead-letter table, from where an admin can replay it.
+ * the dead-letter table, from where an admin can replay it. A consumer whose handler is idempotent
+ * by itself (ConsumerOptions) keeps no record: a duplicate is handled again, to no effect.
  */
 import { and, desc, eq, lt } from 'drizzle-orm'
 import type { Logger } from 'pino'
 import type { Database, Db } from '../db'
 import { materialize } from '../db/schema'
-import type { Deliver, EventEnvelope } from './port'
+import type { ConsumerOptions, Deliver, EventEnvelope } from './port'
 import { eventTables } from './schema'
 
 export type EventHandler<T = unknown> = (event: EventEnvelope<T>, tx: Db) => Promise<void>
@@ -52,6 +53,8 @@ type Waiting = { event: EventEnvelope; settle: (outcome: Promise<boolean>) => vo
 export class Delivery {
   private readonly t
   private readonly handlers = new Map<string, BatchHandler>()
+  /** Consumers that keep no processed-event records (ConsumerOptions.idempotent). */
+  private readonly unrecorded = new Set<string>()
   /**
    * Events of one consumer that arrived together, to be handled in one transaction: those of one
    * tick, or all that arrived while the consumer's previous transaction ran.
@@ -74,15 +77,20 @@ export class Delivery {
   }
 
   /** The bus-facing delivery function of `consumer`, whose handler takes one event at a time. */
-  wrap(consumer: string, handler: EventHandler): Deliver {
-    return this.wrapBatch(consumer, async (events, tx) => {
-      for (const event of events) await handler(event, tx)
-    })
+  wrap(consumer: string, handler: EventHandler, options: ConsumerOptions = {}): Deliver {
+    return this.wrapBatch(
+      consumer,
+      async (events, tx) => {
+        for (const event of events) await handler(event, tx)
+      },
+      options,
+    )
   }
 
   /** The same for a handler that takes the events that arrived together at once (one set of statements per batch). */
-  wrapBatch(consumer: string, handler: BatchHandler): Deliver {
+  wrapBatch(consumer: string, handler: BatchHandler, options: ConsumerOptions = {}): Deliver {
     this.handlers.set(consumer, handler)
+    if (options.idempotent) this.unrecorded.add(consumer)
     return async (event) => void (await this.deliver(consumer, handler, event))
   }
 
@@ -163,14 +171,19 @@ export class Delivery {
 
   /**
    * Records every event as processed by `consumer` (one statement) and hands the new ones to the
-   * handler; per event, whether it was new (an event already recorded, or repeated in the batch, was not).
+   * handler; per event, whether it was new (an event already recorded, or repeated in the batch, was
+   * not). An idempotent consumer's events are all new but for repeats within the batch.
    */
   private async claimAndHandle(consumer: string, handler: BatchHandler, events: EventEnvelope[], tx: Db): Promise<boolean[]> {
     const first = new Map<string, number>()
     events.forEach((event, i) => first.has(event.id) || first.set(event.id, i))
-    const processedAt = new Date()
-    const rows = [...first.keys()].map((eventId) => ({ consumer, eventId, processedAt }))
-    const claimed = new Set(await this.db.insertMany(this.t.processed, rows, { onConflictDoNothing: true, returning: 'eventId' }))
+    let claimed: Set<string>
+    if (this.unrecorded.has(consumer)) claimed = new Set(first.keys())
+    else {
+      const processedAt = new Date()
+      const rows = [...first.keys()].map((eventId) => ({ consumer, eventId, processedAt }))
+      claimed = new Set(await this.db.insertMany(this.t.processed, rows, { onConflictDoNothing: true, returning: 'eventId' }))
+    }
     const fresh = events.map((event, i) => claimed.has(event.id) && first.get(event.id) === i)
     const todo = events.filter((_, i) => fresh[i])
     if (todo.length) await handler(todo, tx)

@@ -20,6 +20,7 @@ export default definePlugin({
     const search = new ProductSearch(ctx.db, ctx.tables)
     ctx.mount(catalogRoutes(ctx, catalog, search))
     ctx.provide('catalog.getProducts', async ({ skus }) => ({ items: await catalog.productsBySku(skus) }))
-    ctx.events.onBatch('inventory.stock.changed', stockProjection(ctx.db, ctx.tables))
+    // Idempotent: the newest event id per level wins, so a repeat changes nothing and needs no processed-event record.
+    ctx.events.onBatch('inventory.stock.changed', stockProjection(ctx.db, ctx.tables), { idempotent: true })
   },
 })
