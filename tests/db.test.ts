@@ -235,6 +235,29 @@ describe(`database port (${variant})`, () => {
     expect(await db.read.select().from(levels).where(eq(levels.sku, 'DUP-5'))).toEqual([])
   })
 
+  test("insertMany with onConflictDoNothing: 'rare' returns every row when none conflicts, only the new ones when some do, and the transaction goes on either way", async () => {
+    const row = (sku: string, onHand = 1) => ({ sku, warehouse: 'WR', onHand, updatedAt: new Date() })
+    const [clean, mixed, after] = await db.transaction(async (tx) => {
+      const clean = await db.insertMany(levels, [row('RARE-1'), row('RARE-2')], { onConflictDoNothing: 'rare', returning: 'sku' })
+      // RARE-2 is stored already: PostgreSQL's plain insert is refused, and the rows go again without it.
+      const mixed = await db.insertMany(levels, [row('RARE-3'), row('RARE-2', 99), row('RARE-4')], { onConflictDoNothing: 'rare', returning: 'sku' })
+      // Statements after a refused plain insert still run in the same transaction.
+      const after = await db.insertMany(levels, [row('RARE-5')], { onConflictDoNothing: 'rare', returning: 'sku' })
+      await tx.update(levels).set({ reserved: 1 }).where(eq(levels.sku, 'RARE-1'))
+      return [clean, mixed, after]
+    })
+    expect(clean.sort()).toEqual(['RARE-1', 'RARE-2'])
+    expect(mixed.sort()).toEqual(['RARE-3', 'RARE-4'])
+    expect(after).toEqual(['RARE-5'])
+    const stored = new Map((await db.read.select().from(levels).where(eq(levels.warehouse, 'WR'))).map((l) => [l.sku, l]))
+    expect([...stored.keys()].sort()).toEqual(['RARE-1', 'RARE-2', 'RARE-3', 'RARE-4', 'RARE-5'])
+    expect(stored.get('RARE-2')!.onHand).toBe(1)
+    expect(stored.get('RARE-1')!.reserved).toBe(1)
+    // Whole rows back, through the same two paths.
+    const whole = await db.insertMany(levels, [row('RARE-6', 6), row('RARE-1', 7)], { onConflictDoNothing: 'rare', returning: '*' })
+    expect(whole.map((l) => [l.sku, l.onHand])).toEqual([['RARE-6', 6]])
+  })
+
   test('insertMany with onConflictDoUpdate inserts new rows, updates stored ones where its condition holds, and returns whole rows for exactly those', async () => {
     const at = new Date(Date.UTC(2026, 10, 24, 6, 0, 0, 123))
     await db.insertMany(levels, [

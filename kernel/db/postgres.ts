@@ -10,6 +10,7 @@ import type { PgTable } from 'drizzle-orm/pg-core'
 import { drizzle } from 'drizzle-orm/bun-sql'
 import { migrate } from 'drizzle-orm/bun-sql/migrator'
 import { type BulkPlan, driverValue, type InsertManyOptions, planInsert, returned } from './bulk'
+import { isUniqueViolation } from './errors'
 import type { Database, Db } from './port'
 import { params } from './prepared'
 import { runHooks, TransactionScope } from './transaction-scope'
@@ -35,6 +36,31 @@ function connectionOf(on: unknown): SQL {
   const client = (on as { session?: { client?: SQL } }).session?.client
   if (!client) throw new Error('not a drizzle bun-sql database or transaction')
   return client
+}
+
+/**
+ * `onConflictDoNothing: 'rare'` (bulk.ts): the rows go in plainly inside a savepoint, the three
+ * statements sent at once; only when a unique key refuses one does `skipping` insert them again,
+ * leaving out the conflicts. The value returned for each row is read from the rows themselves when
+ * they give it, as every row was written.
+ */
+async function insertRarelyConflicting(conn: SQL, plain: BulkPlan, skipping: BulkPlan, rows: Record<string, unknown>[], columns: string[]): Promise<unknown[]> {
+  const given = plain.returning && !plain.whole ? plain.keys.indexOf(plain.returning[0]![0]) : -1
+  const [, inserted, released] = await Promise.allSettled([
+    conn.unsafe('savepoint insert_many'),
+    conn.unsafe(given >= 0 ? plain.insert : plain.text, columns),
+    conn.unsafe('release savepoint insert_many'),
+  ])
+  if (inserted.status === 'fulfilled' && released.status === 'fulfilled') {
+    if (given < 0) return returned(plain, inserted.value)
+    const key = plain.keys[given]!
+    return rows.map((row) => row[key])
+  }
+  const error = inserted.status === 'rejected' ? inserted.reason : (released as PromiseRejectedResult).reason
+  if (!isUniqueViolation(error)) throw error
+  await conn.unsafe('rollback to savepoint insert_many')
+  await conn.unsafe('release savepoint insert_many')
+  return returned(skipping, await conn.unsafe(skipping.text, columns))
 }
 
 export function openPostgres(url: string, options: { max?: number } = {}): Database {
@@ -83,7 +109,9 @@ export function openPostgres(url: string, options: { max?: number } = {}): Datab
             }),
           )
         })
-        return returned(plan, await connectionOf(tx).unsafe(plan.text, columns)) as never
+        const conn = connectionOf(tx)
+        if (options.onConflictDoNothing !== 'rare' || options.onConflictDoUpdate) return returned(plan, await conn.unsafe(plan.text, columns)) as never
+        return insertRarelyConflicting(conn, planInsert('postgres', table, rows, { ...options, onConflictDoNothing: false }, plans), plan, rows, columns) as never
       })
     },
     prepare(name, build) {

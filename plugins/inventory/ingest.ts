@@ -227,14 +227,15 @@ export class Ingest {
       // Stored first: a (deviceId, seq) already stored by an earlier batch is a duplicate. In key
       // order, as every lock a batch takes, so that concurrent batches (replicas) do not deadlock.
       const byKey = [...rows].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.seq - b.seq))
-      // Sent together with the two reads they do not depend on: on PostgreSQL each separate wait for
-      // a result is a turn of an event loop that is busy with the next batch's messages.
-      const [known, before, stored] = await Promise.all([
+      // The two reads go out together: on PostgreSQL each separate wait for a result is a turn of an
+      // event loop that is busy with the next batch's messages. The readings go after them, not
+      // beside: their plain insert ('rare': duplicates are re-sends) may be refused and gone over
+      // again, and a statement sent behind it meanwhile would fail with it.
+      const [known, before] = await Promise.all([
         this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))]),
         this.ledger.readLevels(tx, candidates.map((c) => ({ sku: c.r.sku, warehouse: c.warehouse }))),
-        this.db.insertMany(readings, byKey, { onConflictDoNothing: true, returning: 'id' }),
       ])
-      const inserted = new Set(stored)
+      const inserted = new Set(await this.db.insertMany(readings, byKey, { onConflictDoNothing: 'rare', returning: 'id' }))
       await this.db.insertMany(readings, refused)
       // Readings of a SKU that is not an item are kept, refused (rare: one statement when it happens).
       const unknown = rows.filter((r) => inserted.has(r.id) && !known.has(r.sku)).map((r) => r.id)
