@@ -10,7 +10,7 @@ import { isUniqueViolation } from '../../kernel/db/errors'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
-import { lockSkus, totalAvailable } from './events'
+import { skuLocks, totalAvailable } from './events'
 import type { CatalogSchema } from './schema'
 
 type T = Tables<CatalogSchema>
@@ -81,6 +81,7 @@ export class CatalogService {
   private readonly t: T
   /** What every cart and checkout asks for (catalog.getProducts), built once. */
   private readonly productBySku
+  private readonly lockSkus
 
   constructor(
     private readonly db: Database,
@@ -90,6 +91,7 @@ export class CatalogService {
     this.t = tables
     const { products } = tables
     this.productBySku = db.prepare('catalog.productBySku', (q, p: Params<{ sku: string }>) => q.select().from(products).where(eq(products.sku, p('sku'))))
+    this.lockSkus = skuLocks(db)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ export class CatalogService {
     const now = new Date()
     return this.db.transaction(async (tx) => {
       if (input.categoryId) await this.requireCategory(tx, input.categoryId, '/categoryId')
-      await lockSkus(this.db, tx, [input.sku])
+      await this.lockSkus(tx, [input.sku])
       const [row] = await tx
         .insert(products)
         .values({

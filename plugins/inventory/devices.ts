@@ -5,8 +5,8 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, inArray, isNotNull, isNull, lt, type SQL } from 'drizzle-orm'
-import type { Database, Db, Tables } from '../../kernel/db'
+import { and, desc, eq, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm'
+import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import { NotFound } from '../../shared/errors'
@@ -93,12 +93,29 @@ export class DeviceRegistry implements MqttAuthority {
    */
   private readonly lastStored = new Map<string, number>()
 
+  /** `seen`'s two statements, built once: the devices bound as one JSON array, whatever their number. */
+  private readonly q
+
   constructor(
     private readonly db: Database,
     private readonly t: Tables<InventorySchema>,
     private readonly events: PluginContext['events'],
     private readonly mqtt: PluginContext['mqtt'],
-  ) {}
+  ) {
+    const { devices } = t
+    type Seen = { ids: string; at: Date }
+    const these = (p: Params<Seen>, status: 'online' | 'offline') => and(inArray(devices.id, listed(db.dialect, sql`${p('ids')}`)), eq(devices.status, status))
+    this.q = {
+      online: db.prepare('inventory.devicesOnline', (q, p: Params<Seen>) =>
+        q
+          .update(devices)
+          .set({ status: 'online', lastSeenAt: p('at', devices.lastSeenAt) })
+          .where(these(p, 'offline'))
+          .returning({ id: devices.id, warehouse: devices.warehouse }),
+      ),
+      seen: db.prepare('inventory.devicesSeen', (q, p: Params<Seen>) => q.update(devices).set({ lastSeenAt: p('at', devices.lastSeenAt) }).where(these(p, 'online'))),
+    }
+  }
 
   async create(input: { warehouse: string; name: string; heartbeatSeconds?: number }) {
     const { warehouses, devices } = this.t
@@ -221,16 +238,9 @@ export class DeviceRegistry implements MqttAuthority {
       })
       .sort() // rows locked in the same order by every batch
     if (due.length === 0) return
-    const { devices } = this.t
+    const ids = JSON.stringify(due)
     // Sent together, run in this order: the second also touches the rows the first turned online.
-    const [flipped] = await Promise.all([
-      tx
-        .update(devices)
-        .set({ status: 'online', lastSeenAt: at })
-        .where(and(inArray(devices.id, due), eq(devices.status, 'offline')))
-        .returning({ id: devices.id, warehouse: devices.warehouse }),
-      tx.update(devices).set({ lastSeenAt: at }).where(and(inArray(devices.id, due), eq(devices.status, 'online'))),
-    ])
+    const [flipped] = await Promise.all([this.q.online(tx, { ids, at }), this.q.seen(tx, { ids, at })])
     if (flipped.length) await this.events.publishAll('inventory.device.status', flipped.map((d) => ({ deviceId: d.id, warehouse: d.warehouse, status: 'online' as const })))
     this.db.afterCommit(() => {
       for (const id of due) if ((this.lastStored.get(id) ?? -Infinity) < now) this.lastStored.set(id, now)

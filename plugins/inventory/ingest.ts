@@ -8,7 +8,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
 import { inArray, sql } from 'drizzle-orm'
-import { type Database, type Db, listed, type Tables } from '../../kernel/db'
+import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
 import { sqlState } from '../../kernel/db/errors'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -94,6 +94,7 @@ export class Ingest {
   private readonly readingsTotal
   private readonly batchSize
   private readonly lag
+  private readonly items
 
   constructor(
     private readonly db: Database,
@@ -107,6 +108,14 @@ export class Ingest {
     this.batchSize = metrics.histogram('ingest_batch_size', 'Readings messages per ingest transaction', [], [1, 5, 10, 50, 100, 250, 500, 1000])
     this.lag = metrics.histogram('ingest_lag_seconds', 'From a reading’s ts to its commit', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30])
     this.concurrency = CONCURRENT_BATCHES[db.dialect]
+    // The items of a batch's SKUs, bound as one JSON array: built once, whatever the number of SKUs.
+    const { items } = t
+    this.items = db.prepare('inventory.itemsIn', (q, p: Params<{ skus: string }>) =>
+      q
+        .select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity })
+        .from(items)
+        .where(inArray(items.sku, listed(db.dialect, sql`${p('skus')}`))),
+    )
   }
 
   /** The MQTT handler for readings: resolves once the message's batch has committed. */
@@ -329,8 +338,7 @@ export class Ingest {
 
   private async knownSkus(tx: Db, skus: string[]) {
     if (skus.length === 0) return new Map() as ReorderRules
-    const { items } = this.t
-    const rows = await tx.select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity }).from(items).where(inArray(items.sku, skus))
+    const rows = await this.items(tx, { skus: JSON.stringify(skus) })
     return new Map(rows.map((r) => [r.sku, r]))
   }
 }

@@ -4,7 +4,7 @@
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
 import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
-import type { Database, Db, Params, Tables } from '../../kernel/db'
+import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
@@ -98,6 +98,14 @@ export class Ledger {
           .where(and(at(p), sql`${levels.lowAlerted} <> ${p('low', levels.lowAlerted)}`))
           .returning({ sku: levels.sku }),
       ),
+      // Per ingest batch: the lists bound as JSON arrays, so that the statement is built once, and
+      // PostgreSQL prepares one statement rather than one per list length.
+      levelsIn: db.prepare('inventory.levelsIn', (q, p: Params<{ skus: string; warehouses: string }>) =>
+        q
+          .select()
+          .from(levels)
+          .where(and(inArray(levels.sku, listed(db.dialect, sql`${p('skus')}`)), inArray(levels.warehouse, listed(db.dialect, sql`${p('warehouses')}`)))),
+      ),
     }
   }
 
@@ -154,11 +162,10 @@ export class Ledger {
    * A level that changes after this read is read again alone by `applySensorReadings`.
    */
   async readLevels(tx: Db, at: readonly { sku: string; warehouse: string }[]): Promise<LevelRows> {
-    const { levels } = this.t
     if (at.length === 0) return new Map()
     const skus = [...new Set(at.map((l) => l.sku))]
     const warehouses = [...new Set(at.map((l) => l.warehouse))]
-    const rows = await tx.select().from(levels).where(and(inArray(levels.sku, skus), inArray(levels.warehouse, warehouses)))
+    const rows = await this.q.levelsIn(tx, { skus: JSON.stringify(skus), warehouses: JSON.stringify(warehouses) })
     return new Map(rows.map((l) => [levelKey(l.sku, l.warehouse), l]))
   }
 
