@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { and, eq, lt, sql } from 'drizzle-orm'
-import { type Database, materialize, openDatabase, type Params } from '../kernel/db'
+import { type Database, inListed, materialize, openDatabase, type Params } from '../kernel/db'
 import { isUniqueViolation, sqlState } from '../kernel/db/errors'
 import { schema as kernelSchema } from '../kernel/events/schema'
 import { schema as inventorySchema } from '../plugins/inventory/schema'
@@ -299,6 +299,29 @@ describe(`database port (${variant})`, () => {
     if (db.dialect !== 'postgres') return
     const [row] = (await db.transaction((tx) => tx.execute(sql`select current_setting('plan_cache_mode') as mode`))) as unknown as { mode: string }[]
     expect(row.mode).toBe('force_custom_plan')
+  })
+
+  test('inListed selects the rows whose column is in a JSON list of any length, and on PostgreSQL an index finds them (no scan of the whole table)', async () => {
+    const at = new Date()
+    const rows = Array.from({ length: 30_000 }, (_, i) => ({ sku: `LIST-${i}`, warehouse: i % 3 ? 'WL1' : 'WL2', onHand: i, updatedAt: at }))
+    await db.insertMany(levels, rows)
+    const wanted = ['LIST-7', 'LIST-9', 'LIST-3000', 'LIST-29999', 'LIST-none']
+    const query = (skus: string[], warehouses: string[]) =>
+      db.read
+        .select()
+        .from(levels)
+        .where(and(inListed(db.dialect, levels.sku, sql`${JSON.stringify(skus)}`), inListed(db.dialect, levels.warehouse, sql`${JSON.stringify(warehouses)}`)))
+    expect((await query(wanted, ['WL1'])).map((l) => l.sku).sort()).toEqual(['LIST-29999', 'LIST-7'])
+    expect((await query(wanted, ['WL1', 'WL2'])).map((l) => l.sku).sort()).toEqual(['LIST-29999', 'LIST-3000', 'LIST-7', 'LIST-9'])
+    expect(await query([], ['WL1'])).toEqual([])
+    if (db.dialect !== 'postgres') return
+    const plan = await db.transaction(async (tx) => {
+      await tx.execute(sql`analyze ${levels}`)
+      return (await tx.execute(sql`explain ${query(wanted, ['WL1'])}`)) as unknown as { 'QUERY PLAN': string }[]
+    })
+    const text = plan.map((r) => r['QUERY PLAN']).join('\n')
+    expect(text).toContain('Index Cond: (sku = ANY')
+    expect(text).not.toContain('Seq Scan')
   })
 
   test('statements in flight together on one connection each get their own rows (Bun.SQL pipelining, bun#32772, bun#33627)', async () => {

@@ -9,7 +9,7 @@
  */
 import { and, asc, inArray, isNull, lt, or, sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
-import { type Database, listed, type Params } from '../db'
+import { type Database, inListed, type Params } from '../db'
 import { materialize } from '../db/schema'
 import type { EventBus, EventEnvelope } from './port'
 import { eventTables } from './schema'
@@ -85,7 +85,7 @@ export class Outbox {
       q
         .update(outbox)
         .set({ publishedAt: p('now', outbox.publishedAt), leaseUntil: null })
-        .where(inArray(outbox.id, listed(db.dialect, sql`${p('ids')}`))),
+        .where(inListed(db.dialect, outbox.id, sql`${p('ids')}`)),
     )
   }
 

@@ -3,8 +3,8 @@
  * SKU and warehouse (the catalog never reads inventory's tables). What it publishes,
  * `catalog.product.changed`, is written by service.ts in the transaction of each change.
  */
-import { inArray, sql } from 'drizzle-orm'
-import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
+import { sql } from 'drizzle-orm'
+import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import type { EventEnvelope } from '../../kernel/events/port'
 import type { EventPayload } from '../../shared/contracts'
 import type { CatalogSchema } from './schema'
@@ -35,7 +35,7 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
     q
       .update(products)
       .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
-      .where(inArray(products.sku, listed(db.dialect, sql`${p('skus')}`))),
+      .where(inListed(db.dialect, products.sku, sql`${p('skus')}`)),
   )
   const lockSkus = skuLocks(db)
   return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {

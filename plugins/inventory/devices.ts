@@ -5,8 +5,8 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, inArray, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm'
-import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
+import { and, desc, eq, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm'
+import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
 import { NotFound } from '../../shared/errors'
@@ -104,7 +104,7 @@ export class DeviceRegistry implements MqttAuthority {
   ) {
     const { devices } = t
     type Seen = { ids: string; at: Date }
-    const these = (p: Params<Seen>, status: 'online' | 'offline') => and(inArray(devices.id, listed(db.dialect, sql`${p('ids')}`)), eq(devices.status, status))
+    const these = (p: Params<Seen>, status: 'online' | 'offline') => and(inListed(db.dialect, devices.id, sql`${p('ids')}`), eq(devices.status, status))
     this.q = {
       online: db.prepare('inventory.devicesOnline', (q, p: Params<Seen>) =>
         q

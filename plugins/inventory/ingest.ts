@@ -8,7 +8,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Type as t } from '@sinclair/typebox'
 import { inArray, sql } from 'drizzle-orm'
-import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
+import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import { sqlState } from '../../kernel/db/errors'
 import type { MqttMessage } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'
@@ -114,7 +114,7 @@ export class Ingest {
       q
         .select({ sku: items.sku, reorderPoint: items.reorderPoint, reorderQuantity: items.reorderQuantity })
         .from(items)
-        .where(inArray(items.sku, listed(db.dialect, sql`${p('skus')}`))),
+        .where(inListed(db.dialect, items.sku, sql`${p('skus')}`)),
     )
   }
 
@@ -252,7 +252,7 @@ export class Ingest {
         await tx
           .update(readings)
           .set({ status: 'rejected', reason: sql`'unknown SKU ' || ${readings.sku}` })
-          .where(inArray(readings.id, listed(this.db.dialect, sql`${JSON.stringify(unknown)}`)))
+          .where(inListed(this.db.dialect, readings.id, sql`${JSON.stringify(unknown)}`))
       counts.duplicate += candidates.length - inserted.size
       mark('readings')
       await this.breathe()

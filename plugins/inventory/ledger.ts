@@ -3,8 +3,8 @@
  * transaction, and writes its movement row. Conditional updates settle races in the database.
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
-import { and, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm'
-import { type Database, type Db, listed, type Params, type Tables } from '../../kernel/db'
+import { and, eq, gt, gte, isNull, sql } from 'drizzle-orm'
+import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
@@ -104,7 +104,7 @@ export class Ledger {
         q
           .select()
           .from(levels)
-          .where(and(inArray(levels.sku, listed(db.dialect, sql`${p('skus')}`)), inArray(levels.warehouse, listed(db.dialect, sql`${p('warehouses')}`)))),
+          .where(and(inListed(db.dialect, levels.sku, sql`${p('skus')}`), inListed(db.dialect, levels.warehouse, sql`${p('warehouses')}`))),
       ),
     }
   }
