@@ -25,7 +25,7 @@ import { Gateway } from './gateway'
 import { type App, createApp, type Readiness } from './http/app'
 import { serveApp } from './http/edge'
 import { Identity } from './http/identity'
-import { Metrics } from './http/metrics'
+import { Metrics, tally } from './http/metrics'
 import { pluginRouter, routerBase } from './http/router'
 import { createLogger, type Logger } from './log'
 import { type MqttPort, openMqtt } from './mqtt'
@@ -130,12 +130,13 @@ export class Kernel {
     }
     const bus = buses[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS, config.EVENT_RETENTION_SECONDS * 1000)
-    const handled = metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome'])
+    // Counted once per event-loop turn: a sensor batch hands over an event per level changed.
+    const handled = tally(metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome']))
     const delivery = new Delivery(
       db,
       log.child({ component: 'events' }),
       { maxAttempts: config.EVENT_MAX_ATTEMPTS, baseDelayMs: config.EVENT_RETRY_BASE_MS },
-      (consumer, outcome) => handled.inc({ consumer, outcome }),
+      (consumer, outcome) => handled({ consumer, outcome }),
     )
     // Calls: to the plugins hosted here directly, to the others over HTTP to an owner the registry knows.
     const registry = openRegistry(config, log.child({ component: 'registry' }))
@@ -210,7 +211,7 @@ export class Kernel {
             on: (type, handler, options) => bus.subscribe(`${name}:${type}`, type, delivery.wrap(`${name}:${type}`, handler as never, options)),
             onBatch: (type, handler, options) => bus.subscribe(`${name}:${type}`, type, delivery.wrapBatch(`${name}:${type}`, handler as never, options)),
             observe: (type, handler) =>
-              bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled.inc({ consumer, outcome }))),
+              bus.subscribe(`${name}:${type}:observer`, type, observer(`${name}:${type}:observer`, handler as never, log.child({ component: 'events' }), (consumer, outcome) => handled({ consumer, outcome }))),
           },
           call: callerFor(name, [local, remote], config.CALL_TIMEOUT_MS),
           provide: (action, handler) => {

@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { Server } from 'socket.io'
 import type { KernelConfig } from '../config'
 import type { Identity } from '../http/identity'
-import type { Metrics } from '../http/metrics'
+import { type Metrics, tally } from '../http/metrics'
 import { CorkedWebSocket } from './corked'
 import { memoryAdapter } from './memory'
 import { PluginNamespace } from './namespace'
@@ -111,44 +111,15 @@ export class RealtimeServer {
       m.gauge('recovery_packets', 'Emits kept in this process for connection state recovery, by namespace (in-memory adapter)', ['namespace'], function () {
         for (const [namespace, packets] of kept()) this.set({ namespace }, packets)
       })
-    const events = m.counter('events_total', 'Socket.IO client events by namespace, event and outcome', ['namespace', 'event', 'outcome'])
-    // Client events are counted here and added to the counter once per event-loop turn: prom-client
-    // hashes the labels on every inc, even a labelled child's, which cost more than the counting.
-    type Tally = { child: { inc(n: number): void }; n: number }
-    const tallies: Tally[] = []
-    let adding = false
-    const addTallies = () => {
-      adding = false
-      for (const tally of tallies)
-        if (tally.n > 0) {
-          tally.child.inc(tally.n)
-          tally.n = 0
-        }
-    }
+    const events = tally(m.counter('events_total', 'Socket.IO client events by namespace, event and outcome', ['namespace', 'event', 'outcome']))
     for (const namespace of this.namespaces.values()) {
-      // One tally (and labelled child) per event and outcome.
-      const counted = new Map<string, Map<string, Tally>>()
       sockets.set({ namespace: namespace.name }, 0)
       namespace.attach(io.of(namespace.name), {
         identity,
         log: log.child({ namespace: namespace.name, plugin: namespace.owner }),
         eventsPerSecond: config.REALTIME_EVENTS_PER_SECOND,
         maxPayloadBytes: config.REALTIME_MAX_PAYLOAD_BYTES,
-        count: (ns, event, outcome) => {
-          let byOutcome = counted.get(event)
-          if (!byOutcome) counted.set(event, (byOutcome = new Map()))
-          let tally = byOutcome.get(outcome)
-          if (!tally) {
-            tally = { child: events.labels({ namespace: ns, event, outcome }), n: 0 }
-            byOutcome.set(outcome, tally)
-            tallies.push(tally)
-          }
-          tally.n++
-          if (!adding) {
-            adding = true
-            setImmediate(addTallies)
-          }
-        },
+        count: (ns, event, outcome) => events({ namespace: ns, event, outcome }),
         connected: (ns, delta) => sockets.inc({ namespace: ns }, delta),
       })
     }
