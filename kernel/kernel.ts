@@ -130,7 +130,7 @@ export class Kernel {
     }
     const bus = buses[config.EVENT_BUS]()
     const outbox = new Outbox(db, bus, log.child({ component: 'outbox' }), config.EVENT_RELAY_INTERVAL_MS, config.EVENT_RETENTION_SECONDS * 1000)
-    // Counted once per event-loop turn: a sensor batch hands over an event per level changed.
+    // Counted once per event-loop turn: one transaction may hand over hundreds of events.
     const handled = tally(metrics.forPlugin('events').counter('handled_total', 'Event deliveries by consumer and outcome', ['consumer', 'outcome']))
     const delivery = new Delivery(
       db,

@@ -44,7 +44,7 @@ export interface PluginContext<S extends Spec = Spec, T extends Schema = Schema>
     /**
      * Handles `type` exactly once per event, inside a transaction (`tx`), with retries and
      * dead-lettering. `{ idempotent: true }`: the handler has the same effect however often and in
-     * whatever order an event reaches it, so no processed-event record is written for it (one row
+     * whatever sequence an event reaches it, so no processed-event record is written for it (one row
      * per event saved); a repeated delivery is handled again (ConsumerOptions).
      */
     on<E extends EventType>(type: E, handler: (event: EventEnvelope<EventPayload<E>>, tx: Db) => Promise<void>, options?: ConsumerOptions): void

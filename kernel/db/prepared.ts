@@ -33,7 +33,7 @@ export const params = ((name: string, column?: Column) =>
  * prepared statement then takes a list of any length. On PostgreSQL the list becomes an array the
  * column is compared with (`= any(array(…))`), which an index serves: written as `in (select …)`
  * the planner took the list for a hundred rows of unknown values and scanned the whole table
- * (levels, 60,000 rows) to hash-join it. (It casts through `text`: Bun.SQL binds a string given to a
+ * (60,000 rows) to hash-join it. (It casts through `text`: Bun.SQL binds a string given to a
  * jsonb parameter as a JSON string, not the array.)
  */
 export const inListed = (dialect: Dialect, column: Column | SQL, list: SQL) =>

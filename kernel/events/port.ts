@@ -19,12 +19,11 @@ export interface EventEnvelope<T = unknown> {
 /** How the kernel delivers to one consumer (`ctx.events.on` / `onBatch`). */
 export interface ConsumerOptions {
   /**
-   * The handler's effect is the same however often, and in whatever order, an event reaches it (a
-   * projection that keeps the newest event id per row and ignores older ones, say). The kernel then
-   * writes no processed-event record for it: one row per event, which for the catalog's stock
-   * projection was a tenth of PostgreSQL's work during sensor ingestion (BENCHMARKS.md, MQTT
-   * ingestion, seventh session). Retries and the dead letter stay; a repeated delivery counts as
-   * handled, not as a duplicate.
+   * The handler's effect is the same however often, and in whatever sequence, an event reaches it
+   * (a projection that keeps the newest event id per row and ignores older ones, say). The kernel
+   * then writes no processed-event record for it: one row per event, which for a busy projection
+   * was a tenth of PostgreSQL's work (BENCHMARKS.md, MQTT ingestion, seventh session). Retries and
+   * the dead letter stay; a repeated delivery counts as handled, not as a duplicate.
    */
   idempotent?: boolean
 }

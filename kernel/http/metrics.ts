@@ -62,7 +62,7 @@ export type PluginMetrics = ReturnType<Metrics['forPlugin']>
 
 /**
  * Counts for `counter` added up here and handed to it once per event-loop turn, for busy paths (an
- * event delivery per level and ingest batch, a Socket.IO client event): prom-client hashes the
+ * event delivery per event and consumer, a Socket.IO client event): prom-client hashes the
  * labels on every inc, even a labelled child's, which cost more than the counting. A scrape sees
  * every count of the turns before its own.
  */
