@@ -6,15 +6,24 @@
  */
 const LOW = 20_000
 const HIGH = 32_000
+/**
+ * Ports this process has handed out. A caller binds its port later (a child server, a second or so
+ * after it is started), and the split launcher asks for all its children's ports before any of them
+ * listens: two of them could draw the same one, and one child then failed with EADDRINUSE.
+ */
+const handedOut = new Set<number>()
 
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = LOW + Math.floor(Math.random() * (HIGH - LOW))
-    if (bindable(port)) return port
+    if (handedOut.has(port) || !bindable(port)) continue
+    handedOut.add(port)
+    return port
   }
   const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
   const port = probe.port
   probe.stop(true)
+  handedOut.add(port)
   return port
 }
 
