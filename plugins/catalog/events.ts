@@ -20,7 +20,7 @@ import type { CatalogSchema } from './schema'
  * trips per batch on PostgreSQL (BENCHMARKS.md, MQTT ingestion, 2026-11-24, slower-VM session). The
  * statements are built once: checkouts change a level or two at a time, and often.
  */
-export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
+export function stockProjection(db: Database, t: Tables<CatalogSchema>, lockSkus: SkuLocks = skuLocks(db)) {
   const { stock, products } = t
   type Change = { sku: string; warehouse: string; available: number; eventId: string }
   const newer = {
@@ -37,7 +37,6 @@ export function stockProjection(db: Database, t: Tables<CatalogSchema>) {
       .set({ available: sql`(select coalesce(sum(${stock.available}), 0) from ${stock} where ${stock.sku} = ${products.sku})` })
       .where(inListed(db.dialect, products.sku, sql`${p('skus')}`)),
   )
-  const lockSkus = skuLocks(db)
   return async (events: EventEnvelope<EventPayload<'inventory.stock.changed'>>[], tx: Db) => {
     const newest = new Map<string, Change>()
     for (const { id, payload } of events) {
@@ -66,7 +65,9 @@ export const totalAvailable = (t: Tables<CatalogSchema>, sku: string) =>
  * cycle. Built once, the SKUs bound as one JSON array: a statement written out per batch with its
  * few hundred SKUs cost 3 % of the server's CPU during sensor ingestion.
  */
-export function skuLocks(db: Database): (tx: Db, skus: string[]) => Promise<void> {
+export type SkuLocks = (tx: Db, skus: string[]) => Promise<void>
+
+export function skuLocks(db: Database): SkuLocks {
   if (db.dialect !== 'postgres') return async () => {}
   const lock = db.prepare('catalog.lockSkus', (q, p: Params<{ keys: string }>) =>
     q

@@ -10,7 +10,7 @@ import { isUniqueViolation } from '../../kernel/db/errors'
 import type { PluginContext } from '../../kernel/plugin'
 import type { Product } from '../../shared/contracts/catalog'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
-import { skuLocks, totalAvailable } from './events'
+import { type SkuLocks, totalAvailable } from './events'
 import type { CatalogSchema } from './schema'
 
 type T = Tables<CatalogSchema>
@@ -81,17 +81,17 @@ export class CatalogService {
   private readonly t: T
   /** What every cart and checkout asks for (catalog.getProducts), built once. */
   private readonly productBySku
-  private readonly lockSkus
 
   constructor(
     private readonly db: Database,
     tables: T,
     private readonly events: PluginContext['events'],
+    /** Taken before a product is created (events.ts, skuLocks). */
+    private readonly lockSkus: SkuLocks,
   ) {
     this.t = tables
     const { products } = tables
     this.productBySku = db.prepare('catalog.productBySku', (q, p: Params<{ sku: string }>) => q.select().from(products).where(eq(products.sku, p('sku'))))
-    this.lockSkus = skuLocks(db)
   }
 
   // ---------------------------------------------------------------------------------------------
