@@ -43,6 +43,11 @@ export interface BulkPlan {
   /** The columns read back (`as` their property), and whether whole rows are (`returning: '*'`). */
   returning?: [string, Column][]
   whole?: boolean
+  /**
+   * Where the one value returned is one the row itself gives (not an upsert, whose stored row may
+   * differ): its index in `keys`, so that `insert` can be run and the value read from the row; else -1.
+   */
+  given: number
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
@@ -96,7 +101,8 @@ export function planInsert(dialect: 'postgres' | 'sqlite', table: Table, rows: r
       : `values (${columns.map(() => '?').join(', ')})`
   const insert = `insert into ${quote(getTableName(table))} (${columns.map((c) => quote(c.name)).join(', ')}) ${values}${onConflict}`
   const text = insert + (returning ? ` returning ${returning.map(([k, c]) => `${quote(c.name)} as ${quote(k)}`).join(', ')}` : '')
-  const plan: BulkPlan = { text, insert, columns, keys, returning, whole }
+  const given = returning && !whole && !upsert ? keys.indexOf(returning[0]![0]) : -1
+  const plan: BulkPlan = { text, insert, columns, keys, returning, whole, given }
   cache.set(cacheKey, plan)
   return plan
 }

@@ -45,7 +45,7 @@ function connectionOf(on: unknown): SQL {
  * they give it, as every row was written.
  */
 async function insertRarelyConflicting(conn: SQL, plain: BulkPlan, skipping: BulkPlan, rows: Record<string, unknown>[], columns: string[]): Promise<unknown[]> {
-  const given = plain.returning && !plain.whole ? plain.keys.indexOf(plain.returning[0]![0]) : -1
+  const { given } = plain
   const [, inserted, released] = await Promise.allSettled([
     conn.unsafe('savepoint insert_many'),
     conn.unsafe(given >= 0 ? plain.insert : plain.text, columns),

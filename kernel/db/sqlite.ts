@@ -307,7 +307,7 @@ export function openSqlite(url: string, bounds: WalBounds = {}): Database {
         const out: Record<string, unknown>[] = []
         // A value the row itself gives, without an upsert: whether the row was written is the change
         // count, and the value is the row's. RETURNING would cost more than the insert (~60 % more a row).
-        const given = plan.returning && !plan.whole && !options.onConflictDoUpdate ? plan.keys.indexOf(plan.returning[0]![0]) : -1
+        const { given } = plan
         const statement = writer.query(given >= 0 ? plan.insert : plan.text)
         for (const row of rows as Record<string, unknown>[]) {
           const values = plan.columns.map((c, i) => driverValue(c, row[plan.keys[i]!])) as never[]
