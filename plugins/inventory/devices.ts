@@ -12,6 +12,7 @@ import type { PluginContext } from '../../kernel/plugin'
 import { NotFound } from '../../shared/errors'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
+import { newestFirst, partOf } from './staging'
 
 type DeviceRow = Tables<InventorySchema>['devices']['$inferSelect']
 type ReadingRow = Tables<InventorySchema>['readings']['$inferSelect']
@@ -136,6 +137,7 @@ export class DeviceRegistry implements MqttAuthority {
           createdAt: new Date(),
         })
         .returning()
+      await tx.insert(this.t.deviceSeqs).values({ deviceId: id, seqHigh: null })
       // An external broker learns the credentials before the device exists here (the secret is in
       // clear only in this call); if the broker refuses, the device is not created.
       await this.mqtt.grant({ username: id, password: secret, publish: [`warehouses/${input.warehouse}/devices/${id}/#`] })
@@ -163,13 +165,29 @@ export class DeviceRegistry implements MqttAuthority {
    */
   async readings(deviceId: string, limit: number, after: HistoryCursor = {}) {
     await this.get(deviceId)
-    const { readings } = this.t
-    // Each list newest first, from where the cursor left it.
-    const list = (only: SQL, below: SQL | undefined, newestFirst: SQL) =>
-      this.db.read.select().from(readings).where(and(eq(readings.deviceId, deviceId), only, below)).orderBy(newestFirst).limit(limit)
+    const { readings, readingsRecent } = this.t
+    // Each list newest first, from where the cursor left it; those with a seq may still be staged.
     const [sequenced, refused] = await Promise.all([
-      list(isNotNull(readings.seq), after.seq === undefined ? undefined : lt(readings.seq, after.seq), desc(readings.seq)),
-      list(isNull(readings.seq), after.refused === undefined ? undefined : lt(readings.id, after.refused), desc(readings.id)),
+      newestFirst(
+        this.db.read,
+        readings,
+        readingsRecent,
+        (r, staged) =>
+          and(
+            staged ? eq(readingsRecent.part, partOf(deviceId)) : undefined,
+            eq(r.deviceId, deviceId),
+            isNotNull(r.seq),
+            after.seq === undefined ? undefined : lt(r.seq, after.seq),
+          ),
+        'seq',
+        limit,
+      ),
+      this.db.read
+        .select()
+        .from(readings)
+        .where(and(eq(readings.deviceId, deviceId), isNull(readings.seq), after.refused === undefined ? undefined : lt(readings.id, after.refused)))
+        .orderBy(desc(readings.id))
+        .limit(limit),
     ])
     const page: { row: ReadingRow; cursor: HistoryCursor }[] = []
     const cursor = { ...after }

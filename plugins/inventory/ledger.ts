@@ -8,6 +8,7 @@ import { type Database, type Db, inListed, type Params, type Tables } from '../.
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
+import { partOf } from './staging'
 
 export interface Level {
   sku: string
@@ -178,17 +179,25 @@ export class Ledger {
    *   a count not newer than the last applied one is stale.
    * Each level is written conditionally on what was read, so a concurrent writer (another replica)
    * makes this level retry instead of being overwritten. `read` is `readLevels` of these levels (or
-   * more) in this transaction, which the caller may have sent along with other statements. Returns
-   * the new levels and the stale readings.
+   * more) in this transaction, which the caller may have sent along with other statements. The
+   * movements are `staged` (staging.ts) or written to the ledger's table. Returns the new levels
+   * and the stale readings.
    */
-  async applySensorReadings(tx: Db, groups: SensorGroup[], read: LevelRows): Promise<{ levels: Level[]; stale: Set<SensorReading>; alerted: AlertFlags }> {
-    const { levels, movements } = this.t
+  async applySensorReadings(
+    tx: Db,
+    groups: SensorGroup[],
+    read: LevelRows,
+    staged: boolean,
+  ): Promise<{ levels: Level[]; stale: Set<SensorReading>; alerted: AlertFlags }> {
+    const { levels, movementsRecent } = this.t
     const stale = new Set<SensorReading>()
     const changed: Level[] = []
     const alerted: AlertFlags = new Map()
     if (groups.length === 0) return { levels: changed, stale, alerted }
     const now = new Date()
-    const rows: (typeof movements.$inferInsert)[] = []
+    // Staged (staging.ts) in the part of their level, or (`part` left out) written straight to the ledger's table.
+    const rows: (typeof movementsRecent.$inferInsert)[] = []
+    const partFor = (g: SensorGroup) => (staged ? partOf(levelKey(g.sku, g.warehouse)) : (undefined as unknown as number))
     // Levels seen for the first time are created (a replica may create them at the same moment), then read.
     const missing = groups.filter((g) => !read.has(levelKey(g.sku, g.warehouse)))
     if (missing.length) {
@@ -232,11 +241,12 @@ export class Ledger {
         slow.push(g) // a count arrived meanwhile: take the careful path
         continue
       }
+      const part = partFor(g)
       let onHand = row.onHand - g.readings.reduce((sum, r) => sum + r.value, 0)
       for (const r of g.readings) {
         onHand += r.value
         if (r.value !== 0)
-          rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: r.value, onHandAfter: onHand, reason: r.reason, source: r.source, at: new Date(r.ts) })
+          rows.push({ part, id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: r.value, onHandAfter: onHand, reason: r.reason, source: r.source, at: new Date(r.ts) })
       }
       changed.push(toLevel(row))
       alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
@@ -258,10 +268,7 @@ export class Ledger {
             moves.push({ delta: r.value, after: onHand, at: r.ts, r })
             continue
           }
-          const [later] = await tx
-            .select({ sum: sql<number | string | null>`sum(${movements.delta})` })
-            .from(movements)
-            .where(and(this.whereMovements(g.sku, g.warehouse), gt(movements.at, new Date(r.ts))))
+          const [later] = await this.laterMovements(tx, g.sku, g.warehouse, new Date(r.ts))
           const inBatch = moves.filter((m) => m.at > r.ts).reduce((sum, m) => sum + m.delta, 0)
           const counted = r.value + Number(later?.sum ?? 0) + inBatch
           moves.push({ delta: counted - onHand, after: counted, at: r.ts, r })
@@ -283,19 +290,28 @@ export class Ledger {
         for (const r of staleHere) stale.add(r)
         for (const m of moves)
           if (m.delta !== 0)
-            rows.push({ id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: m.delta, onHandAfter: m.after, reason: m.r.reason, source: m.r.source, at: new Date(m.at) })
+            rows.push({ part: partFor(g), id: Bun.randomUUIDv7(), sku: g.sku, warehouse: g.warehouse, delta: m.delta, onHandAfter: m.after, reason: m.r.reason, source: m.r.source, at: new Date(m.at) })
         changed.push(toLevel(row))
         alerted.set(levelKey(row.sku, row.warehouse), row.lowAlerted)
         break
       }
     }
-    await this.db.insertMany(movements, rows)
+    await this.db.insertMany(staged ? movementsRecent : this.t.movements, rows)
     return { levels: changed, stale, alerted }
   }
 
-  private whereMovements(sku: string, warehouse: string) {
-    const { movements } = this.t
-    return and(eq(movements.sku, sku), eq(movements.warehouse, warehouse))
+  /**
+   * The sum of a level's movements dated after `after`, staged or not: one statement, so that a
+   * part moved meanwhile (by another replica) is counted once.
+   */
+  private laterMovements(tx: Db, sku: string, warehouse: string, after: Date) {
+    const { movements, movementsRecent: recent } = this.t
+    const sum = (m: typeof movements | typeof recent) =>
+      tx
+        .select({ sum: sql<number | string | null>`coalesce(sum(${m.delta}), 0)`.as('sum') })
+        .from(m)
+        .where(and(eq(m.sku, sku), eq(m.warehouse, warehouse), gt(m.at, after), m === recent ? eq(recent.part, partOf(levelKey(sku, warehouse))) : undefined))
+    return tx.select({ sum: sql<number | string | null>`sum(${sql.identifier('sum')})` }).from(sum(movements).unionAll(sum(recent)).as('sums'))
   }
 
   async level(tx: Db, sku: string, warehouse: string): Promise<Level | undefined> {

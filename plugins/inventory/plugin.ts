@@ -55,6 +55,7 @@ export default definePlugin({
   },
   async start(ctx) {
     const s = state.get(ctx)
+    s.ingest.start()
     s.sweeper = setInterval(
       () => s.devices.sweepSilent().catch((error) => ctx.log.error({ err: error }, 'device sweep failed')),
       ctx.config.DEVICE_SWEEP_SECONDS * 1000,

@@ -1,6 +1,33 @@
 /** The inventory plugin's tables. Quantities are integers; `warehouse` columns hold the warehouse code. */
 import { sql } from 'drizzle-orm'
-import { table } from '../../kernel/db/schema'
+import { type Columns, table } from '../../kernel/db/schema'
+
+const movementColumns = (c: Columns) => ({
+  id: c.id(),
+  sku: c.text('sku').notNull(),
+  warehouse: c.text('warehouse').notNull(),
+  delta: c.integer('delta').notNull(),
+  onHandAfter: c.integer('on_hand_after').notNull(),
+  reason: c.text('reason').notNull(),
+  source: c.text('source').notNull(),
+  at: c.timestamp('at').notNull(),
+})
+
+const readingColumns = (c: Columns) => ({
+  id: c.id(),
+  deviceId: c.text('device_id').notNull(),
+  seq: c.bigint('seq'),
+  ts: c.bigint('ts'),
+  sku: c.text('sku'),
+  type: c.text('type'),
+  value: c.integer('value'),
+  /** applied | stale | rejected */
+  status: c.text('status').notNull(),
+  reason: c.text('reason'),
+  /** The payload as received, for rejected readings. */
+  raw: c.text('raw'),
+  receivedAt: c.timestamp('received_at').notNull(),
+})
 
 export const schema = {
   warehouses: table(
@@ -37,20 +64,26 @@ export const schema = {
     }),
     (c) => (t) => [c.primaryKey({ columns: [t.sku, t.warehouse] })],
   ),
-  /** The append-only ledger: every change of onHand is one row. */
-  movements: table(
-    'inventory_movements',
-    (c) => ({
-      id: c.id(),
-      sku: c.text('sku').notNull(),
-      warehouse: c.text('warehouse').notNull(),
-      delta: c.integer('delta').notNull(),
-      onHandAfter: c.integer('on_hand_after').notNull(),
-      reason: c.text('reason').notNull(),
-      source: c.text('source').notNull(),
-      at: c.timestamp('at').notNull(),
-    }),
-    (c) => (t) => [c.index('inventory_movements_level').on(t.sku, t.warehouse, t.id)],
+  /**
+   * The append-only ledger: every change of onHand is one row. The rows a sensor batch writes go
+   * to `movementsRecent` first (see there); a listing reads both.
+   */
+  movements: table('inventory_movements', movementColumns, (c) => (t) => [c.index('inventory_movements_level').on(t.sku, t.warehouse, t.id)]),
+  /**
+   * Where ingest batches write their movements and readings: no index but the primary key, which
+   * begins with `part` (a hash of the level's or device's key, 0 to STAGED_PARTS - 1). Every so
+   * often a batch moves one part whole into the indexed table, in index order, and deletes it.
+   * Written straight to the indexed tables, each small batch changed one index page per level and
+   * per device it touched (one for every 0.7 readings: 254 pages written to SQLite's log in a
+   * 141-message commit, 85 % of them index leaves); moved a part at a time, each page takes a
+   * second's rows at once (BENCHMARKS.md, MQTT ingestion, ninth session). On SQLite these two
+   * tables are WITHOUT ROWID (written by hand into the migration: drizzle-kit cannot say it), so
+   * a part's rows are stored together, appended at its end and deleted as one range.
+   */
+  movementsRecent: table(
+    'inventory_movements_recent',
+    (c) => ({ part: c.integer('part').notNull(), ...movementColumns(c), id: c.text('id').notNull() }),
+    (c) => (t) => [c.primaryKey({ columns: [t.part, t.id] })],
   ),
   reservations: table(
     'inventory_reservations',
@@ -103,34 +136,30 @@ export const schema = {
     createdAt: c.timestamp('created_at').notNull(),
   })),
   /**
-   * Every reading received, applied or not; (deviceId, seq) is what makes re-sends harmless, and
-   * lists a device's history. A message refused before a seq could be read from it is kept with
-   * none, and listed by the small index of those alone: a second index over every reading by
-   * (deviceId, id), one more page changed per device and batch, took SQLite's writes per batch
-   * from 5.5 to 11.5 ms (BENCHMARKS.md, MQTT ingestion).
+   * Every reading received, applied or not; (deviceId, seq) is unique, and lists a device's
+   * history. A message refused before a seq could be read from it is kept with none, and listed by
+   * the small index of those alone: a second index over every reading by (deviceId, id), one more
+   * page changed per device and batch, took SQLite's writes per batch from 5.5 to 11.5 ms
+   * (BENCHMARKS.md, MQTT ingestion). Readings with a seq are written to `readingsRecent` first, like
+   * movements; whether a (deviceId, seq) was stored before is settled by `deviceSeqs`.
    */
-  readings: table(
-    'inventory_readings',
-    (c) => ({
-      id: c.id(),
-      deviceId: c.text('device_id').notNull(),
-      seq: c.bigint('seq'),
-      ts: c.bigint('ts'),
-      sku: c.text('sku'),
-      type: c.text('type'),
-      value: c.integer('value'),
-      /** applied | stale | rejected */
-      status: c.text('status').notNull(),
-      reason: c.text('reason'),
-      /** The payload as received, for rejected readings. */
-      raw: c.text('raw'),
-      receivedAt: c.timestamp('received_at').notNull(),
-    }),
-    (c) => (t) => [
-      c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq),
-      c.index('inventory_readings_refused').on(t.deviceId, t.id).where(sql`seq IS NULL`),
-    ],
+  readings: table('inventory_readings', readingColumns, (c) => (t) => [
+    c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq),
+    c.index('inventory_readings_refused').on(t.deviceId, t.id).where(sql`seq IS NULL`),
+  ]),
+  readingsRecent: table(
+    'inventory_readings_recent',
+    (c) => ({ part: c.integer('part').notNull(), ...readingColumns(c), id: c.text('id').notNull() }),
+    (c) => (t) => [c.primaryKey({ columns: [t.part, t.id] })],
   ),
+  /**
+   * The highest seq stored of each device (null: none yet). A reading above it is new; one at or
+   * below it is looked up among the device's stored readings (a re-send, or one that arrived late).
+   * An ingest batch reads these rows first and, on PostgreSQL, locks them (in key order), so that
+   * two batches (replicas) never both take the same reading for new. Its own narrow table: a
+   * batch changes hundreds of these rows, and they fit in a few pages.
+   */
+  deviceSeqs: table('inventory_device_seqs', (c) => ({ deviceId: c.id('device_id'), seqHigh: c.bigint('seq_high') })),
   alerts: table(
     'inventory_alerts',
     (c) => ({

@@ -11,8 +11,9 @@
 import { and, desc, eq, gt, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { Database, Db, Tables } from '../../kernel/db'
 import { Conflict, Invalid, NotFound } from '../../shared/errors'
-import { type Ledger, type Level, toLevel } from './ledger'
+import { type Ledger, type Level, levelKey, toLevel } from './ledger'
 import type { InventorySchema } from './schema'
+import { newestFirst, partOf } from './staging'
 
 type T = Tables<InventorySchema>
 type WarehouseRow = T['warehouses']['$inferSelect']
@@ -294,21 +295,24 @@ export class StockService {
     })
   }
 
-  /** The ledger, newest first. */
+  /** The ledger, newest first (movements staged by ingestion included). */
   listMovements(filter: { sku?: string; warehouse?: string }, limit: number, before?: string) {
-    const { movements } = this.d.t
-    return this.d.db.read
-      .select()
-      .from(movements)
-      .where(
+    const { movements, movementsRecent } = this.d.t
+    const part = filter.sku && filter.warehouse ? partOf(levelKey(filter.sku, filter.warehouse)) : undefined
+    return newestFirst(
+      this.d.db.read,
+      movements,
+      movementsRecent,
+      (m, staged) =>
         and(
-          filter.sku ? eq(movements.sku, filter.sku) : undefined,
-          filter.warehouse ? eq(movements.warehouse, filter.warehouse) : undefined,
-          before ? lt(movements.id, before) : undefined,
+          staged && part !== undefined ? eq(movementsRecent.part, part) : undefined,
+          filter.sku ? eq(m.sku, filter.sku) : undefined,
+          filter.warehouse ? eq(m.warehouse, filter.warehouse) : undefined,
+          before ? lt(m.id, before) : undefined,
         ),
-      )
-      .orderBy(desc(movements.id))
-      .limit(limit)
+      'id',
+      limit,
+    )
   }
 
   // ---------------------------------------------------------------------------------------------
