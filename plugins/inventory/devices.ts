@@ -137,7 +137,7 @@ export class DeviceRegistry implements MqttAuthority {
           createdAt: new Date(),
         })
         .returning()
-      await tx.insert(this.t.deviceSeqs).values({ deviceId: id, seqHigh: null })
+      if (this.db.dialect === 'sqlite') await tx.insert(this.t.deviceSeqs).values({ deviceId: id, seqHigh: null })
       // An external broker learns the credentials before the device exists here (the secret is in
       // clear only in this call); if the broker refuses, the device is not created.
       await this.mqtt.grant({ username: id, password: secret, publish: [`warehouses/${input.warehouse}/devices/${id}/#`] })

@@ -56,12 +56,14 @@ const GATHER_STEP_MS = 2
 const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
 const BUSY_QUEUE = MAX_BATCH / 2
 /**
- * A batch of fewer messages stages its readings and movements (staging.ts): written straight to
- * the indexed tables, a small batch changes about one index page per device and per level it
- * touches (1.5 pages a reading at 141 messages, 0.27 at 2,500). Staged, each row is written twice,
- * which a large batch does not gain back: saturated, staging every batch took SQLite from 14.1k
- * to 10.1k readings/s, while below saturation it took lag p99 from 481 ms (at 7.1k/s) to 225
- * (at 5.1k/s) (BENCHMARKS.md, MQTT ingestion, ninth session).
+ * A batch of fewer messages stages its readings and movements (staging.ts). On SQLite, written
+ * straight to the indexed tables, a small batch changes about one index page per device and per
+ * level it touches (1.5 pages a reading at 141 messages, 0.27 at 2,500), each written whole to the
+ * log. Staged, each row is written twice, which a large batch does not gain back: staging every
+ * batch took saturated SQLite from 14.1k to 10.1k readings/s. Below 1,250 only, at 6,000
+ * readings/s, lag p99 went from 578 and 380 ms to 247 and 234 (BENCHMARKS.md, MQTT ingestion,
+ * ninth session). PostgreSQL logs changed rows, not pages, and staging only added work there:
+ * lag p99 979–1,311 ms against 330–497 at 5,000/s.
  */
 const STAGE_BELOW = MAX_BATCH / 2
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
@@ -83,6 +85,12 @@ type Reading = typeof Reading.static
 const readingCheck = TypeCompiler.Compile(Reading)
 
 type Outcome = 'applied' | 'duplicate' | 'rejected' | 'stale'
+/** Why a reading kept was not applied. */
+const REASONS = {
+  applied: () => null,
+  rejected: (sku: string) => `unknown SKU ${sku}`,
+  stale: () => 'no later than the last applied count',
+}
 interface Candidate {
   deviceId: string
   warehouse: string
@@ -112,7 +120,8 @@ export class Ingest {
   private readonly items
   private readonly seqRows
   private readonly stored
-  private readonly staging: Staging
+  /** SQLite's (see STAGE_BELOW). */
+  private readonly staging?: Staging
 
   constructor(
     private readonly db: Database,
@@ -134,14 +143,12 @@ export class Ingest {
         .from(items)
         .where(inListed(db.dialect, items.sku, sql`${p('skus')}`)),
     )
-    this.seqRows = db.prepare('inventory.seqHighs', (q, p: Params<{ ids: string }>) => {
-      const rows = q
+    this.seqRows = db.prepare('inventory.seqHighs', (q, p: Params<{ ids: string }>) =>
+      q
         .select()
         .from(deviceSeqs)
-        .where(inListed(db.dialect, deviceSeqs.deviceId, sql`${p('ids')}`))
-        .orderBy(deviceSeqs.deviceId)
-      return db.dialect === 'postgres' ? rows.for('update') : rows
-    })
+        .where(inListed(db.dialect, deviceSeqs.deviceId, sql`${p('ids')}`)),
+    )
     // (deviceId, seq) among these devices' and seqs' stored readings, staged or not, in one statement (see newestFirst).
     type Stored = { ids: string; seqs: string; parts: string }
     this.stored = db.prepare('inventory.storedSeqs', (q, p: Params<Stored>) =>
@@ -162,18 +169,15 @@ export class Ingest {
             ),
         ),
     )
-    this.staging = new Staging(db, t, log)
+    if (db.dialect === 'sqlite') this.staging = new Staging(db, t, log)
   }
 
   /** Starts moving staged rows (staging.ts); `stop` ends it. */
   start() {
-    this.staging.start(() => this.inFlight.size > 0)
+    this.staging?.start(() => this.inFlight.size > 0)
   }
 
-  /**
-   * The highest seq stored of each device, locked on PostgreSQL until this batch commits (in
-   * device order: every batch takes them so).
-   */
+  /** SQLite: the highest seq stored of each device. */
   private async seqHighs(tx: Db, deviceIds: string[]) {
     if (deviceIds.length === 0) return new Map<string, number | null>()
     const rows = await this.seqRows(tx, { ids: JSON.stringify(deviceIds) })
@@ -181,7 +185,7 @@ export class Ingest {
   }
 
   /**
-   * The candidates not stored before. Above its device's highest seq a reading is new; at or
+   * SQLite: the candidates not stored before. Above its device's highest seq a reading is new; at or
    * below it (a re-send, or a reading that arrived after a later one) it is looked up, in one
    * statement for the whole batch.
    */
@@ -198,7 +202,31 @@ export class Ingest {
     return candidates.filter((c) => !seen.has(`${c.deviceId}:${c.r.seq}`))
   }
 
-  /** Each device's highest seq, where this batch stored a higher one (the rows are locked already on PostgreSQL). */
+  /** PostgreSQL: inserts the readings as applied; the unique (deviceId, seq) index skips the ones stored before. Returns those inserted. */
+  private async insertNew(candidates: Candidate[], receivedAt: Date, ids: Map<Candidate, string>) {
+    const rows = candidates.map((c) => {
+      const id = Bun.randomUUIDv7()
+      ids.set(c, id)
+      const { seq, ts, sku, type, value } = c.r
+      return { id, deviceId: c.deviceId, seq, ts, sku, type, value, status: 'applied', receivedAt }
+    })
+    // 'rare': duplicates are re-sends. Sent after the batch's reads, not beside them: a plain insert
+    // refused on a duplicate is gone over again, and a statement sent behind it meanwhile would fail with it.
+    const inserted = new Set(await this.db.insertMany(this.t.readings, rows, { onConflictDoNothing: 'rare', returning: 'id' }))
+    return candidates.filter((c) => inserted.has(ids.get(c)!))
+  }
+
+  /** Readings stored as applied that were not (PostgreSQL): `status`, with its reason. */
+  private async mark(tx: Db, status: 'rejected' | 'stale', ids: string[]) {
+    const { readings } = this.t
+    const reason = status === 'rejected' ? sql`'unknown SKU ' || ${readings.sku}` : REASONS.stale()
+    await tx
+      .update(readings)
+      .set({ status, reason })
+      .where(inListed(this.db.dialect, readings.id, sql`${JSON.stringify(ids)}`))
+  }
+
+  /** SQLite: each device's highest seq, where this batch stored a higher one. */
   private async raiseSeqHighs(stored: Candidate[], highs: Map<string, number | null>) {
     const top = new Map<string, number>()
     for (const c of stored) if (c.r.seq > (top.get(c.deviceId) ?? highs.get(c.deviceId) ?? -1)) top.set(c.deviceId, c.r.seq)
@@ -271,7 +299,7 @@ export class Ingest {
 
   /** Waits for the batches in flight and the ones queued behind them. */
   async stop() {
-    await this.staging.stop()
+    await this.staging?.stop()
     while (this.inFlight.size || this.scheduled) {
       if (this.inFlight.size) await Promise.allSettled([...this.inFlight])
       else await new Promise((r) => setImmediate(r))
@@ -309,26 +337,31 @@ export class Ingest {
       counts.rejected += refused.length
       mark('parse')
 
-      // The first of several copies of (deviceId, seq) in this batch is the one that counts.
+      // The first of several copies of (deviceId, seq) in this batch is the one that counts. In key
+      // order, as every lock a batch takes, so that concurrent batches (replicas) do not deadlock.
       const firsts = new Map<string, Candidate>()
       for (const c of candidates) if (!firsts.has(`${c.deviceId}:${c.r.seq}`)) firsts.set(`${c.deviceId}:${c.r.seq}`, c)
-      // The three reads go out together: on PostgreSQL each separate wait for a result is a turn of
-      // an event loop that is busy with the next batch's messages. The device rows are locked
-      // there: a concurrent batch (a replica's) with the same devices waits for this one's commit
-      // and then sees its readings.
+      const byKey = [...firsts.values()].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.r.seq - b.r.seq))
+      // The reads go out together: on PostgreSQL each separate wait for a result is a turn of an
+      // event loop that is busy with the next batch's messages.
       const [known, before, highs] = await Promise.all([
         this.knownSkus(tx, [...new Set(candidates.map((c) => c.r.sku))]),
         this.ledger.readLevels(tx, candidates.map((c) => ({ sku: c.r.sku, warehouse: c.warehouse }))),
-        this.seqHighs(tx, [...new Set(candidates.map((c) => c.deviceId))]),
+        this.staging ? this.seqHighs(tx, [...new Set(candidates.map((c) => c.deviceId))]) : undefined,
       ])
-      const fresh = await this.unseen(tx, [...firsts.values()], highs)
+      // Which readings were not stored before: on SQLite by each device's highest seq, on PostgreSQL
+      // by the unique index, as they are inserted (ids: the rows inserted).
+      const ids = new Map<Candidate, string>()
+      const fresh = highs ? await this.unseen(tx, byKey, highs) : await this.insertNew(byKey, receivedAt, ids)
       counts.duplicate += candidates.length - fresh.length
       mark('dedup')
 
+      // Grouped in arrival order (byKey is in seq order).
+      const isFresh = new Set(fresh)
       const groups = new Map<string, SensorGroup>()
       const readingOf = new Map<SensorReading, Candidate>()
-      for (const c of fresh) {
-        if (!known.has(c.r.sku)) continue
+      for (const c of firsts.values()) {
+        if (!isFresh.has(c) || !known.has(c.r.sku)) continue
         const key = levelKey(c.r.sku, c.warehouse)
         const group = groups.get(key) ?? { sku: c.r.sku, warehouse: c.warehouse, readings: [] }
         groups.set(key, group)
@@ -339,31 +372,34 @@ export class Ingest {
       mark('group')
       // Levels in key order: the ledger locks them in the order given.
       const ordered = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g)
-      // A small batch stages its readings and movements; a large one changes most index pages it
-      // would change anyway, and writes them once, straight to the indexed tables (STAGE_BELOW).
-      const staged = messages.length < STAGE_BELOW
+      // A small batch on SQLite stages its readings and movements; a large one changes most index
+      // pages it would change anyway, and writes them once, straight to the indexed tables (STAGE_BELOW).
+      const staged = this.staging !== undefined && messages.length < STAGE_BELOW
       const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, ordered, before, staged)
       mark('apply')
       await this.breathe()
       mark('turn')
       const staleOnes = new Set([...stale].map((r) => readingOf.get(r)!))
       for (const [r, c] of readingOf) if (!stale.has(r)) lags.push(Date.now() - c.r.ts)
-      // Every reading kept, with what became of it; those with a seq staged (staging.ts).
-      const rows = fresh.map((c) => {
-        const [status, reason] = !known.has(c.r.sku)
-          ? ['rejected', `unknown SKU ${c.r.sku}`]
-          : staleOnes.has(c)
-            ? ['stale', 'no later than the last applied count']
-            : ['applied', null]
-        counts[status as Outcome]++
-        const { seq, ts, sku, type, value } = c.r
-        return { part: staged ? partOf(c.deviceId) : (undefined as unknown as number), id: Bun.randomUUIDv7(), deviceId: c.deviceId, seq, ts, sku, type, value, status, reason, receivedAt }
-      })
-      await Promise.all([
-        this.db.insertMany(staged ? readingsRecent : readings, rows),
-        this.db.insertMany(readings, refused),
-        this.raiseSeqHighs(fresh, highs),
-      ])
+      const outcome = (c: Candidate): 'applied' | 'stale' | 'rejected' => (!known.has(c.r.sku) ? 'rejected' : staleOnes.has(c) ? 'stale' : 'applied')
+      for (const c of fresh) counts[outcome(c)]++
+      if (highs) {
+        // Every reading kept, with what became of it.
+        const rows = fresh.map((c) => {
+          const status = outcome(c)
+          const { seq, ts, sku, type, value } = c.r
+          const part = staged ? partOf(c.deviceId) : (undefined as unknown as number)
+          return { part, id: Bun.randomUUIDv7(), deviceId: c.deviceId, seq, ts, sku, type, value, status, reason: REASONS[status](sku), receivedAt }
+        })
+        await Promise.all([this.db.insertMany(staged ? readingsRecent : readings, rows), this.db.insertMany(readings, refused), this.raiseSeqHighs(fresh, highs)])
+      } else {
+        await this.db.insertMany(readings, refused)
+        // Stored as applied: the few that were not, marked so (one statement each, when there are any).
+        for (const status of ['rejected', 'stale'] as const) {
+          const these = fresh.filter((c) => outcome(c) === status).map((c) => ids.get(c)!)
+          if (these.length) await this.mark(tx, status, these)
+        }
+      }
       mark('readings')
       // Late in the batch: a second batch in flight (PostgreSQL) touches the same devices, and would
       // wait here for this one's commit rather than write its readings meanwhile.
@@ -371,10 +407,12 @@ export class Ingest {
       mark('seen')
       await this.ledger.announce(tx, levels, { items: known, alerted })
       mark('announce')
-      await this.staging.moveDue(tx)
-      mark('move')
+      if (this.staging) {
+        await this.staging.moveDue(tx)
+        mark('move')
+        if (staged) this.db.afterCommit(() => this.staging!.staged())
+      }
     })
-    this.staging.staged()
     mark('commit')
     this.log.debug({ messages: messages.length, ms: steps }, 'ingest batch')
     for (const [outcome, n] of Object.entries(counts)) if (n) this.readingsTotal.inc({ outcome }, n)

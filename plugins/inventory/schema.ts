@@ -65,20 +65,21 @@ export const schema = {
     (c) => (t) => [c.primaryKey({ columns: [t.sku, t.warehouse] })],
   ),
   /**
-   * The append-only ledger: every change of onHand is one row. The rows a sensor batch writes go
-   * to `movementsRecent` first (see there); a listing reads both.
+   * The append-only ledger: every change of onHand is one row. The rows a small sensor batch writes
+   * on SQLite go to `movementsRecent` first (see there); a listing reads both.
    */
   movements: table('inventory_movements', movementColumns, (c) => (t) => [c.index('inventory_movements_level').on(t.sku, t.warehouse, t.id)]),
   /**
-   * Where ingest batches write their movements and readings: no index but the primary key, which
-   * begins with `part` (a hash of the level's or device's key, 0 to STAGED_PARTS - 1). Every so
-   * often a batch moves one part whole into the indexed table, in index order, and deletes it.
-   * Written straight to the indexed tables, each small batch changed one index page per level and
-   * per device it touched (one for every 0.7 readings: 254 pages written to SQLite's log in a
-   * 141-message commit, 85 % of them index leaves); moved a part at a time, each page takes a
-   * second's rows at once (BENCHMARKS.md, MQTT ingestion, ninth session). On SQLite these two
-   * tables are WITHOUT ROWID (written by hand into the migration: drizzle-kit cannot say it), so
-   * a part's rows are stored together, appended at its end and deleted as one range.
+   * Where small ingest batches on SQLite write their movements and readings: no index but the
+   * primary key, which begins with `part` (a hash of the level's or device's key, 0 to
+   * STAGED_PARTS - 1). Every so often a batch moves one part whole into the indexed table, in index
+   * order, and deletes it. Written straight to the indexed tables, each small batch changed one
+   * index page per level and per device it touched (one for every 0.7 readings: 254 pages written to
+   * SQLite's log in a 141-message commit, 85 % of them index leaves); moved a part at a time, each
+   * page takes a second's rows at once (BENCHMARKS.md, MQTT ingestion, ninth session). They are
+   * WITHOUT ROWID (written by hand into the migration: drizzle-kit cannot say it), so a part's rows
+   * are stored together, appended at its end and deleted as one range. PostgreSQL logs changed rows,
+   * not pages, and does not stage (staging.ts); the tables stay empty there.
    */
   movementsRecent: table(
     'inventory_movements_recent',
@@ -140,8 +141,8 @@ export const schema = {
    * history. A message refused before a seq could be read from it is kept with none, and listed by
    * the small index of those alone: a second index over every reading by (deviceId, id), one more
    * page changed per device and batch, took SQLite's writes per batch from 5.5 to 11.5 ms
-   * (BENCHMARKS.md, MQTT ingestion). Readings with a seq are written to `readingsRecent` first, like
-   * movements; whether a (deviceId, seq) was stored before is settled by `deviceSeqs`.
+   * (BENCHMARKS.md, MQTT ingestion). On SQLite, small batches write readings with a seq to
+   * `readingsRecent` first, like movements, and `deviceSeqs` settles whether one was stored before.
    */
   readings: table('inventory_readings', readingColumns, (c) => (t) => [
     c.uniqueIndex('inventory_readings_device_seq').on(t.deviceId, t.seq),
@@ -153,11 +154,13 @@ export const schema = {
     (c) => (t) => [c.primaryKey({ columns: [t.part, t.id] })],
   ),
   /**
-   * The highest seq stored of each device (null: none yet). A reading above it is new; one at or
-   * below it is looked up among the device's stored readings (a re-send, or one that arrived late).
-   * An ingest batch reads these rows first and, on PostgreSQL, locks them (in key order), so that
-   * two batches (replicas) never both take the same reading for new. Its own narrow table: a
-   * batch changes hundreds of these rows, and they fit in a few pages.
+   * SQLite's de-duplication (PostgreSQL's is the unique index): the highest seq stored of each
+   * device (null: none yet). A reading above it is new; one at or below it is looked up among the
+   * device's stored readings, staged or not (a re-send, or one that arrived after a later one).
+   * SQLite has one writer, so no two batches decide at once. Its own narrow table: a batch changes
+   * hundreds of these rows, and they fit in a few pages. (On PostgreSQL the locks this would need
+   * and the row versions it would leave took lag p99 at 5,000 readings/s from 330–497 ms to
+   * 525–993: BENCHMARKS.md, MQTT ingestion, ninth session.)
    */
   deviceSeqs: table('inventory_device_seqs', (c) => ({ deviceId: c.id('device_id'), seqHigh: c.bigint('seq_high') })),
   alerts: table(

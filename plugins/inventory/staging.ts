@@ -1,10 +1,11 @@
 /**
- * The staged half of the ingest path (schema.ts, `movementsRecent`): an ingest batch appends its
- * readings and movements to the recent tables, in the part their key hashes to, and every
- * MOVE_EVERY_MS one part is moved whole into the indexed tables, in index order, then deleted.
- * Batches move the part that is due inside their own transaction (the pages they change are
- * written once for both); when batches stop coming, a timer moves the rest. Reads take the indexed
- * table and the recent one together, in one statement.
+ * SQLite's staged half of the ingest path (schema.ts, `movementsRecent`): a small ingest batch
+ * appends its readings and movements to the recent tables, in the part their key hashes to, and
+ * every MOVE_EVERY_MS one part is moved whole into the indexed tables, in index order, then
+ * deleted. Batches move the part that is due inside their own transaction (the pages they change
+ * are written to the log once for both); when batches stop coming, a timer moves the rest. Reads
+ * take the indexed table and the recent one together, in one statement (`newestFirst`).
+ * PostgreSQL does not stage: it logs changed rows, not pages, and staging only added work there.
  */
 import { desc, getTableColumns, type SQL, sql } from 'drizzle-orm'
 import type { PgTable } from 'drizzle-orm/pg-core'
@@ -86,12 +87,12 @@ export class Staging {
     ]
   }
 
-  /** Inside a batch's transaction: moves the part whose turn has come, if one has. */
+  /** Inside a batch's transaction: moves the part whose turn has come, if one has and rows were staged lately. */
   async moveDue(tx: Db) {
-    if (this.due()) await this.move(tx, this.take())
+    if (this.due() && performance.now() <= this.idleUntil) await this.move(tx, this.take())
   }
 
-  /** Rows were staged: the timer keeps moving parts for a while once batches stop. */
+  /** Rows were staged: parts are moved for a while, by the batches or, once they stop, the timer. */
   staged() {
     this.idleUntil = performance.now() + IDLE_MOVES_MS
   }
@@ -126,12 +127,9 @@ export class Staging {
     return part
   }
 
-  /**
-   * One part of each recent table into its indexed table. On PostgreSQL the rows moved are the
-   * ones its DELETE took, in one statement, so replicas moving the same part at once never copy a
-   * row twice; SQLite has one writer.
-   */
+  /** One part of each recent table into its indexed table (SQLite: one writer, so nobody moves it meanwhile). */
   private async move(tx: Db, part: number) {
+    const run = (q: SQL) => (tx as unknown as { run(q: SQL): Promise<unknown> }).run(q)
     for (const { main, recent, order } of this.pairs) {
       const names = sql.join(
         Object.values(getTableColumns(main)).map((c) => sql.identifier(c.name)),
@@ -142,13 +140,8 @@ export class Staging {
         sql`, `,
       )
       const inPart = sql`${sql.identifier('part')} = ${part}`
-      if (this.db.dialect === 'postgres') {
-        await tx.execute(sql`with moved as (delete from ${recent} where ${inPart} returning ${names}) insert into ${main} (${names}) select ${names} from moved order by ${ordered}`)
-      } else {
-        const run = (q: SQL) => (tx as unknown as { run(q: SQL): Promise<unknown> }).run(q)
-        await run(sql`insert into ${main} (${names}) select ${names} from ${recent} where ${inPart} order by ${ordered}`)
-        await run(sql`delete from ${recent} where ${inPart}`)
-      }
+      await run(sql`insert into ${main} (${names}) select ${names} from ${recent} where ${inPart} order by ${ordered}`)
+      await run(sql`delete from ${recent} where ${inPart}`)
     }
   }
 }

@@ -31,6 +31,3 @@ CREATE TABLE "inventory_readings_recent" (
 	"received_at" timestamp (3) with time zone NOT NULL,
 	CONSTRAINT "inventory_readings_recent_part_id_pk" PRIMARY KEY("part","id")
 );
---> statement-breakpoint
--- Written by hand: every device's highest stored seq, which ingestion reads instead of the unique index.
-INSERT INTO "inventory_device_seqs" ("device_id", "seq_high") SELECT d."id", (SELECT max(r."seq") FROM "inventory_readings" r WHERE r."device_id" = d."id") FROM "inventory_devices" d;
