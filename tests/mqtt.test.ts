@@ -114,8 +114,9 @@ for (const kind of brokers) {
     })
 
     test('readings stay exact across the move out of the recent tables: a re-send of a moved one is a duplicate, a late one is applied, and listings show both', async () => {
-      // Ingestion stages readings and movements by part and moves each part into the indexed
-      // tables within a second or so (plugins/inventory/staging.ts); the sleeps straddle that.
+      // On SQLite, small batches stage readings and movements by part, and each part is moved into
+      // the indexed tables within a second or so (plugins/inventory/staging.ts); the sleeps
+      // straddle that. On PostgreSQL nothing is staged, and the same must hold.
       const d = await setup()
       for (const seq of [1, 2, 3, 4, 5]) await d.send(reading(seq, d.sku, 'delta', 1))
       await Bun.sleep(2500)
