@@ -5,7 +5,7 @@
  * the status topic, last will and heartbeat timeout, with an alert when a device goes offline.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { and, desc, eq, isNotNull, isNull, lt, type SQL, sql } from 'drizzle-orm'
+import { and, desc, eq, isNotNull, isNull, lt, sql } from 'drizzle-orm'
 import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import type { MqttAuthority } from '../../kernel/mqtt'
 import type { PluginContext } from '../../kernel/plugin'

@@ -355,6 +355,8 @@ export class Ingest {
       const fresh = highs ? await this.unseen(tx, byKey, highs) : await this.insertNew(byKey, receivedAt, ids)
       counts.duplicate += candidates.length - fresh.length
       mark('dedup')
+      await this.breathe()
+      mark('turn1')
 
       // Grouped in arrival order (byKey is in seq order).
       const isFresh = new Set(fresh)
@@ -378,7 +380,7 @@ export class Ingest {
       const { levels, stale, alerted } = await this.ledger.applySensorReadings(tx, ordered, before, staged)
       mark('apply')
       await this.breathe()
-      mark('turn')
+      mark('turn2')
       const staleOnes = new Set([...stale].map((r) => readingOf.get(r)!))
       for (const [r, c] of readingOf) if (!stale.has(r)) lags.push(Date.now() - c.r.ts)
       const outcome = (c: Candidate): 'applied' | 'stale' | 'rejected' => (!known.has(c.r.sku) ? 'rejected' : staleOnes.has(c) ? 'stale' : 'applied')

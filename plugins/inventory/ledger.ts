@@ -300,10 +300,7 @@ export class Ledger {
     return { levels: changed, stale, alerted }
   }
 
-  /**
-   * The sum of a level's movements dated after `after`, staged or not: one statement, so that a
-   * part moved meanwhile (by another replica) is counted once.
-   */
+  /** The sum of a level's movements dated after `after`, staged or not (staging.ts), in one statement. */
   private laterMovements(tx: Db, sku: string, warehouse: string, after: Date) {
     const { movements, movementsRecent: recent } = this.t
     const sum = (m: typeof movements | typeof recent) =>
