@@ -8,5 +8,5 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
 
 export type { Database, Db, Reader } from './port'
 export type { Params, Statement } from './prepared'
-export { inListed, inListedPairs } from './prepared'
+export { inListed } from './prepared'
 export { table, materialize, type Dialect, type Schema, type Tables } from './schema'

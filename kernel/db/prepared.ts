@@ -43,13 +43,3 @@ export const inListed = (dialect: Dialect, column: Column | SQL, list: SQL, of: 
     : of === 'text'
       ? sql`${column} = any(array(select jsonb_array_elements_text(${list}::text::jsonb)))`
       : sql`${column} = any(array(select jsonb_array_elements_text(${list}::text::jsonb)::bigint))`
-
-/**
- * `(first, second)` is one of the pairs of a JSON array of two-string arrays bound as one value
- * (`JSON.stringify([[a, b], …])`). Meant beside `inListed` conditions on the two columns, which an
- * index serves: this one then drops the rows of the lists' cross product that no pair names.
- */
-export const inListedPairs = (dialect: Dialect, first: Column | SQL, second: Column | SQL, list: SQL) =>
-  dialect === 'sqlite'
-    ? sql`(${first}, ${second}) in (select value ->> 0, value ->> 1 from json_each(${list}))`
-    : sql`(${first}, ${second}) in (select pair ->> 0, pair ->> 1 from jsonb_array_elements(${list}::text::jsonb) as pairs(pair))`

@@ -4,7 +4,7 @@
  * `announce` publishes stock.changed (once per level per call) and raises low-stock alerts once.
  */
 import { and, eq, gt, gte, isNull, sql } from 'drizzle-orm'
-import { type Database, type Db, inListed, inListedPairs, type Params, type Tables } from '../../kernel/db'
+import { type Database, type Db, inListed, type Params, type Tables } from '../../kernel/db'
 import type { PluginContext } from '../../kernel/plugin'
 import { raiseAlert } from './alerts'
 import type { InventorySchema } from './schema'
@@ -101,19 +101,11 @@ export class Ledger {
       ),
       // Per ingest batch: the lists bound as JSON arrays, so that the statement is built once, and
       // PostgreSQL prepares one statement rather than one per list length.
-      // The SKUs' and warehouses' lists find the levels by the primary key; the pairs keep only those
-      // asked for (a batch's few hundred of the lists' cross product, which was every level).
-      levelsIn: db.prepare('inventory.levelsIn', (q, p: Params<{ skus: string; warehouses: string; pairs: string }>) =>
+      levelsIn: db.prepare('inventory.levelsIn', (q, p: Params<{ skus: string; warehouses: string }>) =>
         q
           .select()
           .from(levels)
-          .where(
-            and(
-              inListed(db.dialect, levels.sku, sql`${p('skus')}`),
-              inListed(db.dialect, levels.warehouse, sql`${p('warehouses')}`),
-              inListedPairs(db.dialect, levels.sku, levels.warehouse, sql`${p('pairs')}`),
-            ),
-          ),
+          .where(and(inListed(db.dialect, levels.sku, sql`${p('skus')}`), inListed(db.dialect, levels.warehouse, sql`${p('warehouses')}`))),
       ),
     }
   }
@@ -174,8 +166,7 @@ export class Ledger {
     if (at.length === 0) return new Map()
     const skus = [...new Set(at.map((l) => l.sku))]
     const warehouses = [...new Set(at.map((l) => l.warehouse))]
-    const pairs = [...new Map(at.map((l) => [levelKey(l.sku, l.warehouse), [l.sku, l.warehouse]])).values()]
-    const rows = await this.q.levelsIn(tx, { skus: JSON.stringify(skus), warehouses: JSON.stringify(warehouses), pairs: JSON.stringify(pairs) })
+    const rows = await this.q.levelsIn(tx, { skus: JSON.stringify(skus), warehouses: JSON.stringify(warehouses) })
     return new Map(rows.map((l) => [levelKey(l.sku, l.warehouse), l]))
   }
 
