@@ -29,17 +29,14 @@ export const params = ((name: string, column?: Column) =>
   column ? sql`${sql.param(sql.placeholder(name), column)}` : sql.placeholder(name)) as Params<never>
 
 /**
- * `column` is one of the values of a JSON array bound as one value (`JSON.stringify(list)`): a
- * prepared statement then takes a list of any length. Strings by default; `bigint` for a list of
- * integers (given as JSON numbers). On PostgreSQL the list becomes an array the column is compared
- * with (`= any(array(…))`), which an index serves: written as `in (select …)` the planner took the
- * list for a hundred rows of unknown values and scanned the whole table (60,000 rows) to hash-join
- * it. (It casts through `text`: Bun.SQL binds a string given to a jsonb parameter as a JSON
- * string, not the array.)
+ * `column` is one of the strings of a JSON array bound as one value (`JSON.stringify(list)`): a
+ * prepared statement then takes a list of any length. On PostgreSQL the list becomes an array the
+ * column is compared with (`= any(array(…))`), which an index serves: written as `in (select …)`
+ * the planner took the list for a hundred rows of unknown values and scanned the whole table
+ * (60,000 rows) to hash-join it. (It casts through `text`: Bun.SQL binds a string given to a
+ * jsonb parameter as a JSON string, not the array.)
  */
-export const inListed = (dialect: Dialect, column: Column | SQL, list: SQL, of: 'text' | 'bigint' = 'text') =>
+export const inListed = (dialect: Dialect, column: Column | SQL, list: SQL) =>
   dialect === 'sqlite'
     ? sql`${column} in (select value from json_each(${list}))`
-    : of === 'text'
-      ? sql`${column} = any(array(select jsonb_array_elements_text(${list}::text::jsonb)))`
-      : sql`${column} = any(array(select jsonb_array_elements_text(${list}::text::jsonb)::bigint))`
+    : sql`${column} = any(array(select jsonb_array_elements_text(${list}::text::jsonb)))`

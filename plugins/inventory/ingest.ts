@@ -143,28 +143,30 @@ export class Ingest {
         .from(items)
         .where(inListed(db.dialect, items.sku, sql`${p('skus')}`)),
     )
+    // SQLite's de-duplication (schema.ts, deviceSeqs): each device's highest stored seq, and
+    // (deviceId, seq) among these devices' and seqs' stored readings, staged or not, in one
+    // statement (see newestFirst). JSON numbers compare with SQLite's integers as they are.
     this.seqRows = db.prepare('inventory.seqHighs', (q, p: Params<{ ids: string }>) =>
       q
         .select()
         .from(deviceSeqs)
         .where(inListed(db.dialect, deviceSeqs.deviceId, sql`${p('ids')}`)),
     )
-    // (deviceId, seq) among these devices' and seqs' stored readings, staged or not, in one statement (see newestFirst).
     type Stored = { ids: string; seqs: string; parts: string }
     this.stored = db.prepare('inventory.storedSeqs', (q, p: Params<Stored>) =>
       q
         .select({ deviceId: readings.deviceId, seq: readings.seq })
         .from(readings)
-        .where(and(inListed(db.dialect, readings.deviceId, sql`${p('ids')}`), inListed(db.dialect, readings.seq, sql`${p('seqs')}`, 'bigint')))
+        .where(and(inListed(db.dialect, readings.deviceId, sql`${p('ids')}`), inListed(db.dialect, readings.seq, sql`${p('seqs')}`)))
         .unionAll(
           q
             .select({ deviceId: readingsRecent.deviceId, seq: readingsRecent.seq })
             .from(readingsRecent)
             .where(
               and(
-                inListed(db.dialect, readingsRecent.part, sql`${p('parts')}`, 'bigint'),
+                inListed(db.dialect, readingsRecent.part, sql`${p('parts')}`),
                 inListed(db.dialect, readingsRecent.deviceId, sql`${p('ids')}`),
-                inListed(db.dialect, readingsRecent.seq, sql`${p('seqs')}`, 'bigint'),
+                inListed(db.dialect, readingsRecent.seq, sql`${p('seqs')}`),
               ),
             ),
         ),
