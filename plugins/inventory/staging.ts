@@ -17,7 +17,7 @@ import type { InventorySchema } from './schema'
  * Parts per recent table. A part moved holds STAGED_PARTS × MOVE_EVERY_MS (a second) of its keys'
  * rows, a few to each index page it changes; more parts would mean fewer rows each.
  */
-export const STAGED_PARTS = 10
+const STAGED_PARTS = 10
 /** One part is moved this often. */
 const MOVE_EVERY_MS = 100
 /** After the last rows were staged (or the start), the timer goes on this long: every part is moved twice over. */
