@@ -219,7 +219,7 @@ export class Ingest {
   }
 
   /** Readings stored as applied that were not (PostgreSQL): `status`, with its reason. */
-  private async mark(tx: Db, status: 'rejected' | 'stale', ids: string[]) {
+  private async markOutcome(tx: Db, status: 'rejected' | 'stale', ids: string[]) {
     const { readings } = this.t
     const reason = status === 'rejected' ? sql`'unknown SKU ' || ${readings.sku}` : REASONS.stale()
     await tx
@@ -401,7 +401,7 @@ export class Ingest {
         // Stored as applied: the few that were not, marked so (one statement each, when there are any).
         for (const status of ['rejected', 'stale'] as const) {
           const these = fresh.filter((c) => outcome(c) === status).map((c) => ids.get(c)!)
-          if (these.length) await this.mark(tx, status, these)
+          if (these.length) await this.markOutcome(tx, status, these)
         }
       }
       mark('readings')

@@ -26,12 +26,28 @@ const IDLE_MOVES_MS = 2 * STAGED_PARTS * MOVE_EVERY_MS
 /** The part a key's rows are staged in: the device for readings, the level (levelKey) for movements. */
 export const partOf = (key: string) => Bun.hash.crc32(key) % STAGED_PARTS
 
+/** An indexed table and its recent one, with the fixed parts of the statements that move a part. */
 interface Pair {
   main: PgTable
   recent: PgTable
-  /** The indexed table's index order, as column names. */
-  order: string[]
+  /** The indexed table's columns, as a list. */
+  names: SQL
+  /** Its index order. */
+  ordered: SQL
 }
+
+const pair = (main: PgTable, recent: PgTable, order: string[]): Pair => ({
+  main,
+  recent,
+  names: sql.join(
+    Object.values(getTableColumns(main)).map((c) => sql.identifier(c.name)),
+    sql`, `,
+  ),
+  ordered: sql.join(
+    order.map((c) => sql.identifier(c)),
+    sql`, `,
+  ),
+})
 
 /**
  * The first `limit` rows by `key`, descending, of an indexed table and its recent one together
@@ -81,10 +97,7 @@ export class Staging {
     t: Tables<InventorySchema>,
     private readonly log: PluginContext['log'],
   ) {
-    this.pairs = [
-      { main: t.readings, recent: t.readingsRecent, order: ['device_id', 'seq'] },
-      { main: t.movements, recent: t.movementsRecent, order: ['sku', 'warehouse', 'id'] },
-    ]
+    this.pairs = [pair(t.readings, t.readingsRecent, ['device_id', 'seq']), pair(t.movements, t.movementsRecent, ['sku', 'warehouse', 'id'])]
   }
 
   /** Inside a batch's transaction: moves the part whose turn has come, if one has and rows were staged lately. */
@@ -130,15 +143,7 @@ export class Staging {
   /** One part of each recent table into its indexed table (SQLite: one writer, so nobody moves it meanwhile). */
   private async move(tx: Db, part: number) {
     const run = (q: SQL) => (tx as unknown as { run(q: SQL): Promise<unknown> }).run(q)
-    for (const { main, recent, order } of this.pairs) {
-      const names = sql.join(
-        Object.values(getTableColumns(main)).map((c) => sql.identifier(c.name)),
-        sql`, `,
-      )
-      const ordered = sql.join(
-        order.map((c) => sql.identifier(c)),
-        sql`, `,
-      )
+    for (const { main, recent, names, ordered } of this.pairs) {
       const inPart = sql`${sql.identifier('part')} = ${part}`
       await run(sql`insert into ${main} (${names}) select ${names} from ${recent} where ${inPart} order by ${ordered}`)
       await run(sql`delete from ${recent} where ${inPart}`)
