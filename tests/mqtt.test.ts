@@ -181,15 +181,16 @@ for (const kind of brokers) {
       const metrics = async () => (await (await fetch(`${server.url}/metrics`)).text()).split('\n')
       const count = (lines: string[], prefix: string) => Number(lines.find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0)
       const before = await metrics()
-      await Promise.all(devices.flatMap((d) => Array.from({ length: 100 }, (_, i) => d.send(reading(i + 1, d.sku, 'delta', (i % 3) + 1)))))
+      const each = 150
+      await Promise.all(devices.flatMap((d) => Array.from({ length: each }, (_, i) => d.send(reading(i + 1, d.sku, 'delta', (i % 3) + 1)))))
       const after = await metrics()
-      // 3,000 messages: the queue went past a full batch (MAX_BATCH, 2,500 messages), so at least one batch was a full one.
-      const full = (lines: string[]) => count(lines, 'inventory_ingest_batch_size_count') - count(lines, 'inventory_ingest_batch_size_bucket{le="500"}')
-      expect(full(after) - full(before)).toBeGreaterThan(0)
-      const expected = Array.from({ length: 100 }, (_, i) => (i % 3) + 1).reduce((a, b) => a + b, 0)
+      // 4,500 messages: more than a full batch (2,500 on SQLite, 4,000 on PostgreSQL), so at least one batch was a large one.
+      const large = (lines: string[]) => count(lines, 'inventory_ingest_batch_size_count') - count(lines, 'inventory_ingest_batch_size_bucket{le="500"}')
+      expect(large(after) - large(before)).toBeGreaterThan(0)
+      const expected = Array.from({ length: each }, (_, i) => (i % 3) + 1).reduce((a, b) => a + b, 0)
       for (const d of devices) {
         expect((await stock(d.sku, d.warehouse)).onHand).toBe(expected)
-        expect(await movements(d.sku, d.warehouse)).toHaveLength(100)
+        expect(await movements(d.sku, d.warehouse)).toHaveLength(each)
       }
     }, 60_000)
 

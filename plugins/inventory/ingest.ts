@@ -24,10 +24,12 @@ import { partOf, Staging } from './staging'
  * commit; each level changed is one stock.changed for the catalog to project), and 500 devices over
  * 1,000 levels touch most of them within 1,000 readings: 2,500 took SQLite from 132–154 to 99
  * server µs per reading and PostgreSQL from 126–140 to 100–117 (BENCHMARKS.md, MQTT ingestion,
- * 2026-11-24, slower-VM session). A batch holds the SQLite writer for 150–250 ms then; below
- * saturation batches stay far smaller.
+ * 2026-11-24, slower-VM session). A batch holds the SQLite writer for 150–250 ms then, so SQLite
+ * stays there. On PostgreSQL, 4,000 (with BUSY_QUEUE at half of it) took saturated ingestion from
+ * 25.7k–26.8k to 28.2k–29.0k readings/s, and the server plus PostgreSQL from 50–51 to 46–47 µs per
+ * reading (BENCHMARKS.md, MQTT ingestion, tenth session). Below saturation batches stay far smaller.
  */
-const MAX_BATCH = 2500
+const MAX_BATCH = { postgres: 4000, sqlite: 2500 } as const
 /**
  * A short queue waits for more messages while they keep coming: it is looked at again every
  * GATHER_STEP_MS, and goes when nothing arrived since the last look, when it holds GATHER_BATCH,
@@ -46,7 +48,7 @@ const GATHER_STEP_MS = 2
  * Batches written at the same time. SQLite has a single writer. On PostgreSQL a second batch starts
  * behind a queue of BUSY_QUEUE or more, overlapping its statements with the first one's until it
  * needs the levels the first one holds. Saturated, this took 10,575 readings/s to 12–13k (with a
- * full MAX_BATCH as the threshold), then to 19–22k (half of it). Below that, one at a time: with
+ * full batch as the threshold), then to 19–22k (half of it). Below that, one at a time: with
  * 400 as the threshold, a second batch also ran at half rate, and in six alternating pairs of runs
  * its lag p99 was lower in two (229 and 283 ms against 480 and 469) and higher in four (500–569
  * against 295–463), the machine being short of CPU then (BENCHMARKS.md, MQTT ingestion, fourth session).
@@ -54,7 +56,7 @@ const GATHER_STEP_MS = 2
  * plugin write concurrently.
  */
 const CONCURRENT_BATCHES = { postgres: 2, sqlite: 1 } as const
-const BUSY_QUEUE = MAX_BATCH / 2
+const BUSY_QUEUE = MAX_BATCH.postgres / 2
 /**
  * A batch of fewer messages stages its readings and movements (staging.ts). On SQLite, written
  * straight to the indexed tables, a small batch changes about one index page per device and per
@@ -65,7 +67,7 @@ const BUSY_QUEUE = MAX_BATCH / 2
  * ninth session). PostgreSQL logs changed rows, not pages, and staging only added work there:
  * lag p99 979–1,311 ms against 330–497 at 5,000/s.
  */
-const STAGE_BELOW = MAX_BATCH / 2
+const STAGE_BELOW = MAX_BATCH.sqlite / 2
 /** A batch that lost a deadlock (40P01) or a serialization check (40001) is written again, up to this many times. */
 const MAX_ATTEMPTS = 5
 const RETRYABLE = new Set(['40P01', '40001'])
@@ -114,6 +116,7 @@ export class Ingest {
   /** A batch is due on the next turn of the event loop. */
   private scheduled = false
   private readonly concurrency: number
+  private readonly maxBatch: number
   private readonly readingsTotal
   private readonly batchSize
   private readonly lag
@@ -132,9 +135,10 @@ export class Ingest {
     private readonly log: PluginContext['log'],
   ) {
     this.readingsTotal = metrics.counter('readings_total', 'Sensor readings by outcome', ['outcome'])
-    this.batchSize = metrics.histogram('ingest_batch_size', 'Readings messages per ingest transaction', [], [1, 5, 10, 50, 100, 250, 500, 1000])
+    this.batchSize = metrics.histogram('ingest_batch_size', 'Readings messages per ingest transaction', [], [1, 5, 10, 50, 100, 250, 500, 1000, 2500])
     this.lag = metrics.histogram('ingest_lag_seconds', 'From a reading’s ts to its commit', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30])
     this.concurrency = CONCURRENT_BATCHES[db.dialect]
+    this.maxBatch = MAX_BATCH[db.dialect]
     // The items of a batch's SKUs, bound as one JSON array: built once, whatever the number of SKUs.
     const { items, deviceSeqs, readings, readingsRecent } = t
     this.items = db.prepare('inventory.itemsIn', (q, p: Params<{ skus: string }>) =>
@@ -267,7 +271,7 @@ export class Ingest {
         return void setTimeout(start, GATHER_STEP_MS)
       }
       this.scheduled = false
-      const batch = this.queue.splice(0, MAX_BATCH)
+      const batch = this.queue.splice(0, this.maxBatch)
       const written = this.write(batch).finally(() => {
         this.inFlight.delete(written)
         this.schedule()
