@@ -28,7 +28,7 @@ export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', port
   const inFlight = new Set<Promise<void>>()
   const sockets = new Set<Socket>()
 
-  /** Each topic's consumer (or none), looked up once: a device publishes to the same few topics all day. */
+  /** Each topic's consumer (or none), looked up once: a client publishes to the same few topics all day. */
   const consumerOf = new Map<string, { filter: string; handler: MqttHandler } | null>()
   const consumerFor = (topic: string) => {
     let consumer = consumerOf.get(topic)
@@ -115,11 +115,10 @@ export function embeddedBroker(port: number, log: Logger, host = '0.0.0.0', port
       })
       const b = broker
       // aedes routes every message it acknowledged: retained store, persistent sessions, subscribers.
-      // No client may subscribe here (authorizeSubscribe asks the authority, and inventory's says no),
-      // and a consumer has taken the message already, so for the messages of clients that a consumer
-      // took or that were dropped, that routing only cost CPU: 3.8 % of the server's samples at
-      // 14,000 readings/s (BENCHMARKS.md, MQTT ingestion, tenth session). The broker's own messages
-      // (publish above) are routed as before.
+      // A client's message on a consumed topic belongs to its consumer (MqttPort.consume), and a
+      // dropped one to nobody, so those end at their acknowledgement: the routing cost 3.8 % of the
+      // server's CPU samples under a steady stream and delivered nothing (BENCHMARKS.md, tenth
+      // session). The broker's own messages (publish above) are routed as before.
       const route = b.publish.bind(b)
       b.publish = ((packet: Parameters<Aedes['publish']>[0], client: unknown, done?: (error?: Error) => void) => {
         if (typeof client === 'function') return route(packet, client as (error?: Error) => void)

@@ -29,7 +29,11 @@ export interface MqttGrant {
 }
 
 export interface MqttPort {
-  /** Handles every message on `filter` (MQTT wildcards); replicas of one plugin share the stream. */
+  /**
+   * Handles every message on `filter` (MQTT wildcards); replicas of one plugin share the stream. On
+   * the embedded broker a client's message on a consumed topic goes to its consumer only: it is not
+   * routed to subscribers nor kept as retained.
+   */
   consume(group: string, filter: string, handler: MqttHandler): void
   /** The device authority; with an external broker the broker's own configuration decides instead. */
   authorize(authority: MqttAuthority): void
